@@ -1,0 +1,129 @@
+"""Request parsing for API handlers: JSON bodies, field checks, query flags, pagination, timestamps."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import ApiError, json_response
+
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+
+
+def iso(ts: float | None) -> str | None:
+    """JupyterHub's timestamp format: naive UTC ISO-8601 with a 'Z'."""
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def parse_timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+async def json_body(request: web.Request) -> Any:
+    """The parsed JSON body, or None when empty. 413 for bodies over the limit (checked before reading)."""
+    limit = request.app[keys.SETTINGS].max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"Request body too large: {request.content_length} bytes (limit {limit})")
+    if not request.body_exists:
+        return None
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"Request body too large (limit {limit} bytes)")
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Invalid JSON in body of request") from None
+
+
+def check_keys(body: Mapping[str, Any], model: Mapping[str, type | tuple[type, ...]], what: str) -> None:
+    """JupyterHub's check of a body's keys and types: unknown keys and wrong types are 400s naming the field."""
+    unknown = {k: v for k, v in body.items() if k not in model}
+    if unknown:
+        raise ApiError(400, f"Invalid JSON keys: {unknown!r}")
+    for key, value in body.items():
+        expected = model[key]
+        if isinstance(value, bool) and expected in (int, float):
+            raise ApiError(400, f"{what}.{key} must be {_type_name(expected)}, not: {_type_name(type(value))}")
+        if not isinstance(value, expected):
+            raise ApiError(400, f"{what}.{key} must be {_type_name(expected)}, not: {_type_name(type(value))}")
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return f"<class '{t.__name__}'>"
+
+
+def require_dict(body: Any, message: str = "Request body must be a JSON dict") -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, message)
+    return body
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """JupyterHub's boolean query flags: present counts as true unless '0' or 'false' (empty value is true)."""
+    if name not in request.query:
+        return False
+    return request.query[name].lower() not in ("0", "false")
+
+
+def wants_pagination(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(part.strip().lower() == PAGINATION_MEDIA_TYPE for part in accept.split(","))
+
+
+def pagination(request: web.Request) -> tuple[int, int, bool]:
+    """(offset, limit, paginated) from the query and Accept header, clamped as JupyterHub does."""
+    settings = request.app[keys.SETTINGS]
+    paginated = wants_pagination(request)
+    try:
+        offset = abs(int(request.query.get("offset", 0)))
+        default = settings.api_page_default_limit if paginated else settings.api_page_max_limit
+        limit = abs(int(request.query.get("limit", default)))
+    except ValueError:
+        raise ApiError(400, "Invalid argument type, offset and limit must be integers") from None
+    limit = max(1, min(limit, settings.api_page_max_limit))
+    return offset, limit, paginated
+
+
+def paginated_response(request: web.Request, items: Sequence[Any] | Mapping[str, Any], *, offset: int, limit: int,
+                       total: int, paginated: bool) -> web.Response:
+    if not paginated:
+        return json_response(items)
+    next_page = None
+    if offset + limit < total:
+        query = dict(request.query)
+        query.update(offset=str(offset + limit), limit=str(limit))
+        url = str(request.url.with_query(None)) + "?" + urlencode(query)
+        next_page = {"offset": offset + limit, "limit": limit, "url": url}
+    return json_response({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next_page}})
+
+
+def mount_api(app: web.Application, routes: web.RouteTableDef) -> None:
+    """Register a resource module's routes (paths relative to /hub/api) under the app's API prefix."""
+    prefix = app[keys.SETTINGS].api_prefix.rstrip("/")
+    for route in routes:
+        assert isinstance(route, web.RouteDef)
+        # No automatic HEAD on the API: JupyterHub answers HEAD /hub/api/users with 405.
+        kwargs = {k: v for k, v in route.kwargs.items() if k != "allow_head"}
+        app.router.add_route(route.method, prefix + route.path, route.handler, **kwargs)

@@ -1,0 +1,88 @@
+"""create_app(settings): all wiring in one factory, used by the CLI and the tests alike.
+
+Lifecycle runs through ``app.cleanup_ctx`` in dependency order (store, then secrets and the
+authorizer, then each capability's own context); aiohttp unwinds them in reverse.
+Capabilities register themselves through a ``setup(app)`` function listed in CAPABILITIES.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import keys, security
+from gateway.activity import ActivityRecorder
+from gateway.auth import Authorizer, make_identity_middleware
+from gateway.bootstrap import sync_config
+from gateway.config import Settings
+from gateway.errors import make_error_middleware
+from gateway.store import Store
+
+log = logging.getLogger("gateway")
+
+# Modules with a setup(app) function, in the order their routes and contexts are added.
+CAPABILITIES = (
+    "gateway.routes.info",
+)
+
+
+async def store_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    store = await Store.open(settings.db_path)
+    try:
+        await sync_config(store, settings)
+    except BaseException:
+        await store.close()
+        raise
+    app[keys.STORE] = store
+    yield
+    await store.close()
+
+
+def cookie_secret(settings: Settings) -> bytes:
+    env = os.environ.get("JPY_COOKIE_SECRET")
+    if settings.cookie_secret:
+        return settings.cookie_secret
+    if env:
+        return bytes.fromhex(env)
+    return security.load_or_create_cookie_secret(settings.cookie_secret_file)
+
+
+async def auth_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    secret = cookie_secret(settings)
+    activity = ActivityRecorder(app[keys.STORE], interval=max(1, settings.activity_resolution))
+    app[keys.ACTIVITY] = activity
+    app[keys.COOKIE_SECRET] = secret
+    app[keys.COOKIE_CIPHER] = security.CookieCipher(secret)
+    app[keys.AUTHORIZER] = Authorizer(
+        app[keys.STORE],
+        cipher=app[keys.COOKIE_CIPHER],
+        cookie_secret=secret,
+        session_max_age=settings.cookie_max_age_days * 86400,
+        activity=activity,
+    )
+    activity.start()
+    yield
+    await activity.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            make_error_middleware(settings.api_prefix, settings.hub_prefix),
+            make_identity_middleware(settings.hub_prefix),
+        ],
+        client_max_size=settings.max_body_size,
+        handler_args={"max_field_size": 8190, "max_line_size": 8190},
+    )
+    app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(store_context)
+    app.cleanup_ctx.append(auth_context)
+    for name in CAPABILITIES:
+        importlib.import_module(name).setup(app)
+    return app

@@ -1,0 +1,235 @@
+"""Command line: ``gateway`` (serve), ``gateway token``, ``gateway upgrade-db``, ``gateway --generate-config``.
+
+The CLI only parses arguments into Settings and calls ``create_app``; everything else lives
+in the app. Exit status 2 means a configuration problem, reported before anything binds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from gateway import __version__, keys
+from gateway.security import InsecureSecretFile
+from gateway.config import ConfigError, Settings, generate_config, load_settings, parse_overrides
+
+log = logging.getLogger("gateway")
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def subcommand(name: str):
+    def register(func: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        SUBCOMMANDS[name] = func
+        return func
+
+    return register
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="[%(levelname).1s %(asctime)s %(name)s] %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    # aiosqlite logs every statement at DEBUG: noise, and it would show token hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+
+
+def common_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("-f", "--config", dest="config", default=None, help="jupyterhub_config.py to load")
+    parser.add_argument("--log-level", dest="log_level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--db", dest="db_url", default=None, help="database URL (sqlite:///path)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace, extra: Sequence[str]) -> Settings:
+    """Settings from -f plus --Section.key=value overrides; exits 2 listing every problem."""
+    overrides = parse_overrides([a for a in extra if a.startswith("--")])
+    unknown = [a for a in extra if not a.startswith("--")]
+    if unknown:
+        raise ConfigError([f"Unrecognised argument(s): {' '.join(unknown)}"])
+    hub = overrides.setdefault("JupyterHub", {})
+    for attr, key in (("port", "port"), ("ip", "ip"), ("db_url", "db_url"), ("log_level", "log_level"),
+                      ("base_url", "base_url")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            hub[key] = str(value) if attr != "port" else value
+    config = args.config
+    if config is None and os.path.exists("jupyterhub_config.py"):
+        config = "jupyterhub_config.py"
+    return load_settings(config, overrides)
+
+
+def report_config_error(e: ConfigError) -> int:
+    for problem in e.problems:
+        print(f"gateway: config error: {problem}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------- serve
+
+
+async def serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    stop = asyncio.Event()
+    app[keys.SHUTDOWN] = stop.set  # POST /hub/api/shutdown ends the gateway through this
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    try:
+        await runner.setup()  # runs start-up contexts: config errors surface here, before binding
+    except BaseException:
+        await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
+        raise
+    site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+    await site.start()
+    log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host, settings.listen_port,
+             settings.base_url)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("Stopping gateway")
+    await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    parser = common_parser("gateway")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--ip", default=None)
+    parser.add_argument("--base-url", dest="base_url", default=None)
+    parser.add_argument("--generate-config", action="store_true", help="write a commented config file and exit")
+    parser.add_argument("-o", "--output", default="jupyterhub_config.py", help="file for --generate-config")
+    parser.add_argument("-y", "--yes", action="store_true", help="overwrite the file of --generate-config")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    args, extra = parser.parse_known_args(argv)
+    if args.generate_config:
+        return write_config_file(args.output, args.yes)
+    setup_logging(args.log_level or "INFO")
+    try:
+        settings = settings_from(args, extra)
+    except ConfigError as e:
+        return report_config_error(e)
+    logging.getLogger().setLevel(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as e:
+        return report_config_error(e)
+    except (OSError, InsecureSecretFile) as e:
+        log.error("Cannot start: %s", e)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def write_config_file(path: str, overwrite: bool) -> int:
+    if path == "-":
+        sys.stdout.write(generate_config())
+        return 0
+    if os.path.exists(path) and not overwrite:
+        print(f"{path} exists; pass -y to overwrite, or -o another file", file=sys.stderr)
+        return 1
+    with open(path, "w") as f:
+        f.write(generate_config())
+    print(f"Wrote {path}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- token
+
+
+@subcommand("token")
+def token_command(argv: list[str]) -> int:
+    parser = common_parser("gateway token")
+    parser.add_argument("username", nargs="*", help="user to create a token for (default: the current OS user)")
+    parser.add_argument("--note", default="command-line generated")
+    parser.add_argument("--expires-in", dest="expires_in", type=int, default=None, help="seconds until expiry")
+    args, extra = parser.parse_known_args(argv)
+    if len(args.username) > 1:
+        print("Must specify exactly one username", file=sys.stderr)
+        return 1
+    try:
+        settings = settings_from(args, extra)
+    except ConfigError as e:
+        setup_logging("WARNING")
+        return report_config_error(e)
+    setup_logging(settings.log_level if args.log_level else "WARNING")
+    if args.expires_in is not None and args.expires_in <= 0:
+        print("--expires-in must be a positive number of seconds", file=sys.stderr)
+        return 1
+    name = args.username[0] if args.username else getpass.getuser()
+    return asyncio.run(_new_token(settings, name, args.note, args.expires_in))
+
+
+async def _new_token(settings: Settings, raw_name: str, note: str, expires_in: int | None) -> int:
+    from gateway.bootstrap import sync_config
+    from gateway.names import normalize_username
+    from gateway.store import Store
+
+    store = await Store.open(settings.db_path)
+    try:
+        await sync_config(store, settings)  # so admin_users/allowed_users exist, as `jupyterhub token` does
+        user = await store.get_user(normalize_username(raw_name, settings))
+        if user is None:
+            print(f"No such user: {raw_name}", file=sys.stderr)
+            return 1
+        expires_at = time.time() + expires_in if expires_in else None
+        _, plaintext = await store.create_token("user", user.id, note=note, expires_at=expires_at)
+    except ConfigError as e:
+        return report_config_error(e)
+    finally:
+        await store.close()
+    print(plaintext)
+    return 0
+
+
+# ---------------------------------------------------------------- upgrade-db
+
+
+@subcommand("upgrade-db")
+def upgrade_db_command(argv: list[str]) -> int:
+    parser = common_parser("gateway upgrade-db")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        settings = settings_from(args, extra)
+    except ConfigError as e:
+        return report_config_error(e)
+    setup_logging(settings.log_level)
+    return asyncio.run(_upgrade_db(settings))
+
+
+async def _upgrade_db(settings: Settings) -> int:
+    from gateway.store import Store
+
+    if not os.path.exists(settings.db_path):
+        print(f"No database at {settings.db_path}; nothing to upgrade", file=sys.stderr)
+        return 0
+    store = await Store.open(settings.db_path, migrate=False)
+    try:
+        pending = await store.pending_migrations()
+        if not pending:
+            print("Database is up to date", file=sys.stderr)
+            return 0
+        backup = store.backup()
+        print(f"Backed up {settings.db_path} to {backup}", file=sys.stderr)
+        for name in await store.migrate():
+            print(f"Applied {name}", file=sys.stderr)
+    finally:
+        await store.close()
+    return 0

@@ -1,0 +1,704 @@
+"""Settings: a jupyterhub_config.py (plus command-line overrides) mapped to one frozen object.
+
+Vocabulary:
+- *key*: a dotted config name as users write it, e.g. ``JupyterHub.bind_url``.
+- *section*: the part before the dot. Subclass sections (``LocalProcessSpawner``,
+  ``DummyAuthenticator`` ...) are read after their base section, so they override it,
+  as traitlets does for JupyterHub.
+- *problem*: a wrong type or value. Every problem is collected and reported before
+  anything binds; the CLI exits with status 2.
+
+The file is loaded with traitlets' Python config loader, exactly as JupyterHub loads it,
+so ``c = get_config()`` and ``c.JupyterHub.x = ...`` work unchanged.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("gateway.config")
+
+# Sections read for each group of settings, base first: later ones override earlier ones.
+HUB_SECTIONS = ("JupyterHub",)
+AUTH_SECTIONS = (
+    "Authenticator",
+    "LocalAuthenticator",
+    "PAMAuthenticator",
+    "DummyAuthenticator",
+    "SharedPasswordAuthenticator",
+    "PasswordAuthenticator",
+)
+SPAWNER_SECTIONS = ("Spawner", "LocalProcessSpawner", "SimpleLocalProcessSpawner", "ProcessSpawner")
+GATEWAY_SECTIONS = ("Gateway",)
+
+# Keys that JupyterHub has but that mean nothing in a one-process gateway: one info line, no warning.
+IRRELEVANT_KEYS = {
+    "JupyterHub.hub_ip": "the hub and the proxy share one port",
+    "JupyterHub.hub_port": "the hub and the proxy share one port",
+    "JupyterHub.hub_bind_url": "the hub and the proxy share one port",
+    "JupyterHub.hub_connect_ip": "the hub and the proxy share one port",
+    "JupyterHub.proxy_class": "the proxy is built in",
+    "JupyterHub.cleanup_proxy": "the proxy is built in",
+    "JupyterHub.cookie_host_prefix_enabled": "gateway sets cookie flags itself",
+}
+IRRELEVANT_SECTIONS = {"ConfigurableHTTPProxy": "the proxy is built in", "Proxy": "the proxy is built in"}
+
+AUTHENTICATOR_ALIASES = {
+    "password": "password",
+    "pam": "pam",
+    "default": "pam",
+    "dummy": "dummy",
+    "shared-password": "shared-password",
+    "jupyterhub.auth.PAMAuthenticator": "pam",
+    "jupyterhub.auth.DummyAuthenticator": "dummy",
+    "jupyterhub.authenticators.shared.SharedPasswordAuthenticator": "shared-password",
+    "PAMAuthenticator": "pam",
+    "DummyAuthenticator": "dummy",
+    "SharedPasswordAuthenticator": "shared-password",
+}
+SPAWNER_ALIASES = {
+    "localprocess": "localprocess",
+    "default": "localprocess",
+    "simple": "simple",
+    "jupyterhub.spawner.LocalProcessSpawner": "localprocess",
+    "jupyterhub.spawner.SimpleLocalProcessSpawner": "simple",
+    "LocalProcessSpawner": "localprocess",
+    "SimpleLocalProcessSpawner": "simple",
+}
+
+DEFAULT_ENV_KEEP = (
+    "PATH",
+    "PYTHONPATH",
+    "CONDA_ROOT",
+    "CONDA_DEFAULT_ENV",
+    "VIRTUAL_ENV",
+    "LANG",
+    "LC_ALL",
+    "JUPYTERHUB_SINGLEUSER_APP",
+)
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# ---------------------------------------------------------------- value coercers
+# Each takes the raw value (possibly a string from the command line) and returns the
+# typed value or raises ValueError with a message that names what was expected.
+
+
+def _from_cli(value: Any) -> Any:
+    """Command-line values arrive as strings; read them as Python literals when they are."""
+    if type(value).__name__ == "DeferredConfigString" or isinstance(value, str):
+        text = str(value)
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    return value
+
+
+def as_str(value: Any) -> str:
+    if type(value).__name__ == "DeferredConfigString":
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def as_bool(value: Any) -> bool:
+    value = _from_cli(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise ValueError(f"expected True or False, got {value!r}")
+    return value
+
+
+def as_optional_bool(value: Any) -> bool | None:
+    return None if value is None else as_bool(value)
+
+
+def as_int(minimum: int | None = 0) -> Callable[[Any], int]:
+    def coerce(value: Any) -> int:
+        value = _from_cli(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return coerce
+
+
+def as_number(minimum: float = 0) -> Callable[[Any], float]:
+    def coerce(value: Any) -> float:
+        value = _from_cli(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return float(value)
+
+    return coerce
+
+
+def as_str_tuple(value: Any) -> tuple[str, ...]:
+    value = _from_cli(value)
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def as_name_set(value: Any) -> frozenset[str]:
+    value = _from_cli(value)
+    if not isinstance(value, (set, frozenset, list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a set of names, got {value!r}")
+    return frozenset(value)
+
+
+def as_str_dict(value: Any) -> Mapping[str, str]:
+    value = _from_cli(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a dict, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"expected a dict of strings to strings, got {k!r}: {v!r}")
+    return dict(value)
+
+
+def as_env_dict(value: Any) -> Mapping[str, str]:
+    """Spawner.environment: values may be strings or callables taking the spawner (JupyterHub)."""
+    value = _from_cli(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a dict, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not (isinstance(v, str) or callable(v)):
+            raise ValueError(f"expected a dict of names to strings, got {k!r}: {v!r}")
+    return dict(value)
+
+
+def as_dict(value: Any) -> Mapping[str, Any]:
+    value = _from_cli(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a dict, got {type(value).__name__}")
+    return dict(value)
+
+
+def as_dict_list(value: Any) -> tuple[Mapping[str, Any], ...]:
+    value = _from_cli(value)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise ValueError(f"expected a list of dicts, got {value!r}")
+    return tuple(dict(v) for v in value)
+
+
+def as_alias(aliases: Mapping[str, str], what: str) -> Callable[[Any], str]:
+    def coerce(value: Any) -> str:
+        if isinstance(value, type):
+            value = value.__name__
+        value = as_str(value)
+        if value not in aliases:
+            choices = ", ".join(sorted({k for k in aliases if "." not in k and not k[0].isupper()}))
+            raise ValueError(f"gateway cannot honour {what} {value!r}; choose one of: {choices}")
+        return aliases[value]
+
+    return coerce
+
+
+def as_base_url(value: Any) -> str:
+    value = as_str(value)
+    if not value.startswith("/"):
+        value = "/" + value
+    if not value.endswith("/"):
+        value += "/"
+    return value
+
+
+def as_bind_url(value: Any) -> str:
+    value = as_str(value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or parts.port is None and not parts.netloc:
+        raise ValueError(f"expected a URL like http://127.0.0.1:8000/, got {value!r}")
+    return value
+
+
+def as_db_url(value: Any) -> str:
+    value = as_str(value)
+    if not value.startswith("sqlite:///") and value != "sqlite://":
+        raise ValueError(f"only sqlite:///<path> is supported by the embedded store, got {value!r}")
+    return value
+
+
+def as_log_level(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return logging.getLevelName(value)
+    value = as_str(value).upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"):
+        raise ValueError(f"expected a log level such as INFO or DEBUG, got {value!r}")
+    return "WARNING" if value == "WARN" else value
+
+
+def as_secret(value: Any) -> bytes:
+    """cookie_secret: hex string (JupyterHub's format) or raw bytes."""
+    if isinstance(value, bytes):
+        return value
+    text = as_str(value).strip()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError("expected a hex string (as `openssl rand -hex 32` prints)") from None
+
+
+def as_services(value: Any) -> tuple[Mapping[str, Any], ...]:
+    services = as_dict_list(value)
+    allowed = {
+        "name", "admin", "url", "api_token", "command", "cwd", "environment", "user", "info",
+        "display", "oauth_no_confirm", "oauth_client_id", "oauth_redirect_uri",
+        "oauth_client_allowed_scopes", "oauth_roles", "timeout",
+    }
+    for spec in services:
+        name = spec.get("name")
+        if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
+            raise ValueError(f"every service needs a valid 'name' (no '/', not empty), got {name!r}")
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ValueError(f"service {name!r}: no such service field(s): {', '.join(sorted(unknown))}")
+    names = [s["name"] for s in services]
+    if len(names) != len(set(names)):
+        raise ValueError("service names must be unique")
+    return services
+
+
+def as_roles(value: Any) -> tuple[Mapping[str, Any], ...]:
+    roles = as_dict_list(value)
+    allowed = {"name", "description", "scopes", "users", "services", "groups"}
+    for role in roles:
+        if not isinstance(role.get("name"), str):
+            raise ValueError(f"every role needs a 'name', got {role!r}")
+        unknown = set(role) - allowed
+        if unknown:
+            raise ValueError(f"role {role['name']!r}: unknown field(s): {', '.join(sorted(unknown))}")
+    return roles
+
+
+def as_named_server_limit(value: Any) -> int:
+    if callable(value):
+        raise ValueError("a callable named_server_limit_per_user is not supported; give an integer")
+    return as_int(0)(value)
+
+
+# ---------------------------------------------------------------- the key table
+
+
+@dataclass(frozen=True)
+class Key:
+    """One supported config key: where it goes in Settings, its default and one line of help."""
+
+    section: str  # "JupyterHub", "Authenticator", "Spawner" or "Gateway"
+    name: str
+    attr: str
+    default: Any
+    coerce: Callable[[Any], Any]
+    help: str
+
+
+K = Key
+KEYS: tuple[Key, ...] = (
+    K("JupyterHub", "bind_url", "bind_url", "http://127.0.0.1:8000", as_bind_url,
+      "URL to listen on; its path is the base_url."),
+    K("JupyterHub", "ip", "ip", "", as_str, "Legacy: IP to listen on (overrides bind_url's host)."),
+    K("JupyterHub", "port", "port", 0, as_int(0), "Legacy: port to listen on (overrides bind_url's port)."),
+    K("JupyterHub", "base_url", "base_url", "/", as_base_url, "URL prefix of every hub, user and service URL."),
+    K("JupyterHub", "public_url", "public_url", "", as_str, "Public URL of the gateway, when it sits behind TLS."),
+    K("JupyterHub", "db_url", "db_url", "sqlite:///gateway.sqlite", as_db_url, "State database (sqlite:///path)."),
+    K("JupyterHub", "cookie_secret_file", "cookie_secret_file", "gateway_cookie_secret", as_str,
+      "File holding the cookie secret (hex); created with mode 0600 when missing."),
+    K("JupyterHub", "cookie_secret", "cookie_secret", b"", as_secret, "Cookie secret as hex (prefer the file)."),
+    K("JupyterHub", "cookie_max_age_days", "cookie_max_age_days", 14.0, as_number(0),
+      "Lifetime of login sessions, in days."),
+    K("JupyterHub", "api_tokens", "api_tokens", {}, as_str_dict,
+      "Deprecated: {token: username}; the users are created and the tokens registered at start."),
+    K("JupyterHub", "services", "services", (), as_services, "Services: list of dicts with JupyterHub's fields."),
+    K("JupyterHub", "admin_access", "admin_access", False, as_bool,
+      "Whether admin users and admin services may reach other users' servers."),
+    K("JupyterHub", "admin_users", "hub_admin_users", frozenset(), as_name_set,
+      "Deprecated alias of Authenticator.admin_users."),
+    K("JupyterHub", "allow_named_servers", "allow_named_servers", False, as_bool,
+      "Allow users to have more than one server."),
+    K("JupyterHub", "named_server_limit_per_user", "named_server_limit_per_user", 0, as_named_server_limit,
+      "Maximum named servers per user, stopped ones included (0: no limit)."),
+    K("JupyterHub", "default_server_name", "default_server_name", "", as_str,
+      "Server name that /hub/user-redirect uses when named servers are on."),
+    K("JupyterHub", "load_roles", "load_roles", (), as_roles,
+      "Roles to create or update at start, with their exact members."),
+    K("JupyterHub", "load_groups", "load_groups", {}, as_dict,
+      "Groups to create at start: {name: [users]} or {name: {'users': [...], 'properties': {...}}}."),
+    K("JupyterHub", "custom_scopes", "custom_scopes", {}, as_dict, "Custom scopes: {'custom:x': {...}}."),
+    K("JupyterHub", "extra_user_scopes", "extra_user_scopes", (), as_str_tuple,
+      "Scopes added to the default 'user' role."),
+    K("JupyterHub", "authenticator_class", "authenticator_class", "password",
+      as_alias(AUTHENTICATOR_ALIASES, "authenticator_class"),
+      "password (built in), pam, dummy or shared-password."),
+    K("JupyterHub", "spawner_class", "spawner_class", "localprocess", as_alias(SPAWNER_ALIASES, "spawner_class"),
+      "localprocess (runs as the system user when root) or simple."),
+    K("JupyterHub", "api_page_default_limit", "api_page_default_limit", 50, as_int(1),
+      "Default page size of paginated API lists."),
+    K("JupyterHub", "api_page_max_limit", "api_page_max_limit", 200, as_int(1), "Maximum page size."),
+    K("JupyterHub", "token_expires_in_max_seconds", "token_expires_in_max_seconds", 0, as_int(0),
+      "Longest lifetime of a requested token (0: no limit)."),
+    K("JupyterHub", "oauth_token_expires_in", "oauth_token_expires_in", 0, as_int(0),
+      "Lifetime of OAuth tokens in seconds (0: cookie_max_age_days)."),
+    K("JupyterHub", "concurrent_spawn_limit", "concurrent_spawn_limit", 100, as_int(0),
+      "Most servers starting at once (0: no limit); more get 429."),
+    K("JupyterHub", "active_server_limit", "active_server_limit", 0, as_int(0),
+      "Most servers running or starting at once (0: no limit); more get 429."),
+    K("JupyterHub", "cleanup_servers", "cleanup_servers", False, as_bool,
+      "Stop all user servers when the gateway stops (default: they keep running)."),
+    K("JupyterHub", "shutdown_on_logout", "shutdown_on_logout", False, as_bool,
+      "Stop a user's servers when they log out."),
+    K("JupyterHub", "default_url", "default_url", "", as_str, "Where /hub/ sends a logged-in user."),
+    K("JupyterHub", "redirect_to_server", "redirect_to_server", True, as_bool,
+      "Send users to their server after login (else to /hub/home)."),
+    K("JupyterHub", "authenticate_prometheus", "authenticate_prometheus", True, as_bool,
+      "Require the read:metrics scope for /hub/metrics."),
+    K("JupyterHub", "activity_resolution", "activity_resolution", 30, as_int(0),
+      "Seconds between recorded activity updates of one user or token."),
+    K("JupyterHub", "last_activity_interval", "last_activity_interval", 300, as_int(1),
+      "Seconds between writes of proxied activity to the store."),
+    K("JupyterHub", "active_user_window", "active_user_window", 1800, as_int(1),
+      "A user active within this many seconds counts as active in metrics."),
+    K("JupyterHub", "cull_idle_timeout", "cull_idle_timeout", 0, as_int(0),
+      "Stop servers idle for this many seconds (0: built-in culling off)."),
+    K("JupyterHub", "cull_interval", "cull_interval", 300, as_int(1), "Seconds between idle-culling passes."),
+    K("JupyterHub", "cull_max_age", "cull_max_age", 0, as_int(0),
+      "Stop servers older than this many seconds, idle or not (0: no limit)."),
+    K("JupyterHub", "cull_users", "cull_users", False, as_bool, "Also delete users that are idle and serverless."),
+    K("JupyterHub", "log_level", "log_level", "INFO", as_log_level, "Log level."),
+    K("Authenticator", "admin_users", "admin_users", frozenset(), as_name_set, "Users made admins at start."),
+    K("Authenticator", "allowed_users", "allowed_users", frozenset(), as_name_set,
+      "Users allowed to log in (created at start)."),
+    K("Authenticator", "blocked_users", "blocked_users", frozenset(), as_name_set, "Users never allowed to log in."),
+    K("Authenticator", "allow_all", "allow_all", None, as_optional_bool,
+      "Allow every user the authenticator accepts (dummy: on unless allowed_users)."),
+    K("Authenticator", "allow_existing_users", "allow_existing_users", None, as_optional_bool,
+      "Allow users that exist in the store (default: True when allowed_users is set)."),
+    K("Authenticator", "username_pattern", "username_pattern", "", as_str, "Regular expression names must match."),
+    K("Authenticator", "username_map", "username_map", {}, as_str_dict, "Map of login names to user names."),
+    K("Authenticator", "shared_password", "shared_password", "", as_str,
+      "shared-password authenticator: the password every user logs in with."),
+    K("Authenticator", "admin_password", "admin_password", "", as_str,
+      "shared-password authenticator: the password admins log in with."),
+    K("Authenticator", "password", "dummy_password", "", as_str, "dummy authenticator: deprecated shared password."),
+    K("Authenticator", "service", "pam_service", "login", as_str, "pam authenticator: PAM service name."),
+    K("Spawner", "cmd", "spawner_cmd", (), as_str_tuple,
+      "Command of the single-user server (default: jupyter-server)."),
+    K("Spawner", "args", "spawner_args", (), as_str_tuple, "Extra arguments for the single-user server."),
+    K("Spawner", "environment", "spawner_environment", {}, as_env_dict, "Extra environment variables."),
+    K("Spawner", "env_keep", "spawner_env_keep", DEFAULT_ENV_KEEP, as_str_tuple,
+      "Environment variables passed on from the gateway."),
+    K("Spawner", "start_timeout", "spawner_start_timeout", 60.0, as_number(0.1),
+      "Seconds a server may take to start."),
+    K("Spawner", "http_timeout", "spawner_http_timeout", 30.0, as_number(0.1),
+      "Seconds a started process may take to answer HTTP."),
+    K("Spawner", "default_url", "spawner_default_url", "", as_str, "Path the server opens at, e.g. /lab."),
+    K("Spawner", "notebook_dir", "spawner_notebook_dir", "", as_str,
+      "Working folder of the server ({username} is replaced; default: home or a per-user folder)."),
+    K("Spawner", "home_dir_template", "spawner_home_dir_template", "", as_str,
+      "simple spawner: per-user folder template, e.g. /tmp/{username}."),
+    K("Spawner", "poll_interval", "spawner_poll_interval", 30.0, as_number(0.1),
+      "Seconds between checks that running servers are alive."),
+    K("Gateway", "max_body_size", "max_body_size", 1024 * 1024, as_int(1),
+      "Largest request body accepted by the hub API and pages, in bytes."),
+    K("Gateway", "proxy_max_body_size", "proxy_max_body_size", 512 * 1024 * 1024, as_int(1),
+      "Largest request body forwarded to a user server, in bytes."),
+    K("Gateway", "data_dir", "data_dir", "", as_str,
+      "Folder for per-user folders and server logs (default: next to the database)."),
+)
+KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
+SECTION_GROUPS = {
+    "JupyterHub": HUB_SECTIONS,
+    "Authenticator": AUTH_SECTIONS,
+    "Spawner": SPAWNER_SECTIONS,
+    "Gateway": GATEWAY_SECTIONS,
+}
+
+
+def _settings_fields() -> dict[str, Any]:
+    return {k.attr: k.default for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from config, typed and validated. Built by ``load_settings``."""
+
+    bind_url: str = "http://127.0.0.1:8000"
+    ip: str = ""
+    port: int = 0
+    base_url: str = "/"
+    public_url: str = ""
+    db_url: str = "sqlite:///gateway.sqlite"
+    cookie_secret_file: str = "gateway_cookie_secret"
+    cookie_secret: bytes = b""
+    cookie_max_age_days: float = 14.0
+    api_tokens: Mapping[str, str] = field(default_factory=dict)
+    services: tuple[Mapping[str, Any], ...] = ()
+    admin_access: bool = False
+    hub_admin_users: frozenset[str] = frozenset()
+    allow_named_servers: bool = False
+    named_server_limit_per_user: int = 0
+    default_server_name: str = ""
+    load_roles: tuple[Mapping[str, Any], ...] = ()
+    load_groups: Mapping[str, Any] = field(default_factory=dict)
+    custom_scopes: Mapping[str, Any] = field(default_factory=dict)
+    extra_user_scopes: tuple[str, ...] = ()
+    authenticator_class: str = "password"
+    spawner_class: str = "localprocess"
+    api_page_default_limit: int = 50
+    api_page_max_limit: int = 200
+    token_expires_in_max_seconds: int = 0
+    oauth_token_expires_in: int = 0
+    concurrent_spawn_limit: int = 100
+    active_server_limit: int = 0
+    cleanup_servers: bool = False
+    shutdown_on_logout: bool = False
+    default_url: str = ""
+    redirect_to_server: bool = True
+    authenticate_prometheus: bool = True
+    activity_resolution: int = 30
+    last_activity_interval: int = 300
+    active_user_window: int = 1800
+    cull_idle_timeout: int = 0
+    cull_interval: int = 300
+    cull_max_age: int = 0
+    cull_users: bool = False
+    log_level: str = "INFO"
+    admin_users: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    blocked_users: frozenset[str] = frozenset()
+    allow_all: bool | None = None
+    allow_existing_users: bool | None = None
+    username_pattern: str = ""
+    username_map: Mapping[str, str] = field(default_factory=dict)
+    shared_password: str = ""
+    admin_password: str = ""
+    dummy_password: str = ""
+    pam_service: str = "login"
+    spawner_cmd: tuple[str, ...] = ()
+    spawner_args: tuple[str, ...] = ()
+    spawner_environment: Mapping[str, Any] = field(default_factory=dict)
+    spawner_env_keep: tuple[str, ...] = DEFAULT_ENV_KEEP
+    spawner_start_timeout: float = 60.0
+    spawner_http_timeout: float = 30.0
+    spawner_default_url: str = ""
+    spawner_notebook_dir: str = ""
+    spawner_home_dir_template: str = ""
+    spawner_poll_interval: float = 30.0
+    max_body_size: int = 1024 * 1024
+    proxy_max_body_size: int = 512 * 1024 * 1024
+    data_dir: str = ""
+    config_file: str = ""
+
+    # ---- derived values (pure functions of the fields above)
+    @property
+    def listen_host(self) -> str:
+        return self.ip or urlsplit(self.bind_url).hostname or "0.0.0.0"
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or urlsplit(self.bind_url).port or 8000
+
+    @property
+    def hub_prefix(self) -> str:
+        return self.base_url + "hub/"
+
+    @property
+    def api_prefix(self) -> str:
+        return self.base_url + "hub/api/"
+
+    @property
+    def db_path(self) -> str:
+        return self.db_url[len("sqlite:///"):] if self.db_url.startswith("sqlite:///") else ":memory:"
+
+    @property
+    def state_dir(self) -> str:
+        """Where per-user folders and logs live: data_dir, else the database's folder."""
+        if self.data_dir:
+            return self.data_dir
+        return os.path.dirname(os.path.abspath(self.db_path)) if self.db_path != ":memory:" else os.getcwd()
+
+    @property
+    def all_admin_users(self) -> frozenset[str]:
+        """Authenticator.admin_users, falling back to the deprecated JupyterHub.admin_users."""
+        return self.admin_users or self.hub_admin_users
+
+    @property
+    def effective_allow_all(self) -> bool:
+        if self.allow_all is not None:
+            return self.allow_all
+        # JupyterHub's DummyAuthenticator allows everyone unless allowed_users is set.
+        return self.authenticator_class == "dummy" and not self.allowed_users
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+assert set(_settings_fields()) <= {f.name for f in dataclasses.fields(Settings)}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _load_file(path: str) -> Mapping[str, Mapping[str, Any]]:
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        config = PyFileConfigLoader(name, path=directory).load_config()
+    except ConfigFileNotFound:
+        raise ConfigError([f"Failed to find specified config file: {path}"]) from None
+    except Exception as e:  # the user's Python raised: report it like any other problem
+        raise ConfigError([f"Error loading config file {path}: {type(e).__name__}: {e}"]) from None
+    return {section: dict(values) for section, values in config.items() if isinstance(values, Mapping)}
+
+
+def _merge(*configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for config in configs:
+        for section, values in config.items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Raw sections -> (Settings field values, problems, warnings)."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
+    known_sections = {s for group in SECTION_GROUPS.values() for s in group}
+    for section, entries in raw.items():
+        if section in IRRELEVANT_SECTIONS:
+            warnings.append(f"Ignoring {section}.* ({IRRELEVANT_SECTIONS[section]})")
+            continue
+        if section not in known_sections:
+            for name in entries:
+                warnings.append(f"Unsupported config key {section}.{name} is ignored")
+    for group, sections in SECTION_GROUPS.items():
+        for section in sections:  # base first, subclasses override
+            for name, value in raw.get(section, {}).items():
+                dotted = f"{section}.{name}"
+                key = KEYS_BY_NAME.get((group, name))
+                if key is None:
+                    if f"{group}.{name}" in IRRELEVANT_KEYS:
+                        warnings.append(f"Ignoring {dotted} ({IRRELEVANT_KEYS[f'{group}.{name}']})")
+                    else:
+                        warnings.append(f"Unsupported config key {dotted} is ignored")
+                    continue
+                try:
+                    values[key.attr] = key.coerce(value)
+                except ValueError as e:
+                    problems.append(f"{dotted}: {e}")
+    return values, problems, warnings
+
+
+def _check_consistency(settings: Settings) -> list[str]:
+    problems = []
+    if settings.api_page_default_limit > settings.api_page_max_limit:
+        problems.append("JupyterHub.api_page_default_limit must not exceed JupyterHub.api_page_max_limit")
+    if settings.username_pattern:
+        try:
+            re.compile(settings.username_pattern)
+        except re.error as e:
+            problems.append(f"Authenticator.username_pattern: not a valid regular expression: {e}")
+    if settings.authenticator_class == "shared-password" and not settings.shared_password:
+        problems.append("SharedPasswordAuthenticator.shared_password must be set for authenticator_class 'shared-password'")
+    for password, name in ((settings.shared_password, "shared_password"), (settings.admin_password, "admin_password")):
+        if password and len(password) < 8:
+            problems.append(f"SharedPasswordAuthenticator.{name} must be at least 8 characters")
+    for token, user in settings.api_tokens.items():
+        if not 8 <= len(token) <= 64:
+            problems.append(f"JupyterHub.api_tokens: the token for {user!r} must be 8 to 64 characters long")
+    for spec in settings.services:
+        token = spec.get("api_token")
+        if token is not None and (not isinstance(token, str) or not 8 <= len(token) <= 64):
+            problems.append(f"JupyterHub.services: api_token of {spec['name']!r} must be a string of 8 to 64 characters")
+    return problems
+
+
+def load_settings(
+    config_file: str | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> Settings:
+    """Read ``config_file`` (if given) and command-line ``overrides``; raise ConfigError listing every problem."""
+    raw_file = _load_file(config_file) if config_file else {}
+    raw = _merge(raw_file, overrides or {})
+    values, problems, warnings = _map_config(raw)
+    for message in warnings:
+        (warn or log.warning)(message)
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(**values, config_file=os.path.abspath(config_file) if config_file else "")
+    problems = _check_consistency(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``--Section.key=value`` arguments as traitlets parses them for JupyterHub."""
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    args = list(args)
+    if not args:
+        return {}
+    try:
+        config = KVArgParseConfigLoader(args).load_config()
+    except SystemExit:
+        raise ConfigError([f"Could not parse command-line options: {' '.join(args)}"]) from None
+    return {section: dict(values) for section, values in config.items() if isinstance(values, Mapping)}
+
+
+def _render_default(key: Key) -> str:
+    default = key.default
+    if isinstance(default, frozenset):
+        return repr(set(default)) if default else "set()"
+    if isinstance(default, tuple):
+        return repr(list(default))
+    if isinstance(default, bytes):
+        return "''"
+    return repr(default)
+
+
+def generate_config() -> str:
+    """A commented config file listing every supported key with its default and one line of help."""
+    lines = [
+        "# Configuration file for gateway: a jupyterhub_config.py that JupyterHub users already know.",
+        "# Every supported key is listed with its default. Uncomment and edit what you need.",
+        "",
+        "c = get_config()  # noqa",
+        "",
+    ]
+    section = None
+    for key in KEYS:
+        if key.section != section:
+            section = key.section
+            lines += ["#" + "-" * 78, f"# {section}", "#" + "-" * 78, ""]
+        lines.append(f"## {key.help}")
+        lines.append(f"# c.{key.section}.{key.name} = {_render_default(key)}")
+        lines.append("")
+    return "\n".join(lines)

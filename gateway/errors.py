@@ -1,0 +1,122 @@
+"""Errors: ApiError, JupyterHub's JSON error body for /hub/api, HTML errors for pages, hub response headers.
+
+Every API error is ``{"status": N, "message": str | null}`` (JupyterHub 6.1.1), including
+unknown API paths, wrong methods and unexpected exceptions (500, no traceback in the body).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from gateway import JUPYTERHUB_API_VERSION, keys
+
+log = logging.getLogger("gateway.errors")
+
+API_CSP = "frame-ancestors 'none'; default-src 'none'"
+PAGE_CSP = "frame-ancestors 'none'"
+MISSING_CREDENTIALS = "Missing or invalid credentials."
+
+
+class ApiError(Exception):
+    """Raise from any handler: becomes JSON for /hub/api and an HTML error page elsewhere."""
+
+    def __init__(self, status: int, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(data: object, status: int = 200, *, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(", ", ": ")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def api_error_response(status: int, message: str | None, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = json_response({"status": status, "message": message}, status, headers=headers)
+    response.headers["Content-Security-Policy"] = API_CSP
+    return response
+
+
+HtmlRenderer = Callable[[web.Request, int, str | None], Awaitable[web.StreamResponse]]
+
+
+async def plain_html_error(request: web.Request, status: int, message: str | None) -> web.StreamResponse:
+    """Fallback error page; the pages capability replaces it with a templated one (app[ERROR_PAGE])."""
+    text = html.escape(message or web.HTTPException.__name__)
+    body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{text}</p>"
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+ERROR_PAGE = web.AppKey("error_page", HtmlRenderer)
+
+
+def _is_api(request: web.Request, api_prefix: str) -> bool:
+    path = request.path
+    return path.startswith(api_prefix) or path + "/" == api_prefix
+
+
+def _http_exception_message(e: web.HTTPException) -> str | None:
+    # aiohttp fills text with "404: Not Found"; JupyterHub says null for bare errors.
+    text = e.text or ""
+    if text.startswith(f"{e.status}: "):
+        return None
+    return text or None
+
+
+def make_error_middleware(api_prefix: str, hub_prefix: str):
+    """One middleware for hub responses: error shapes and JupyterHub's headers. Proxied paths pass untouched."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler):
+        is_hub = request.path.startswith(hub_prefix) or request.path + "/" == hub_prefix
+        if not is_hub:
+            return await _page_or_passthrough(request, handler)
+        api = _is_api(request, api_prefix)
+        try:
+            response = await handler(request)
+        except ApiError as e:
+            response = await _render(request, api, e.status, e.message, e.headers)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            response = await _render(request, api, e.status, _http_exception_message(e), None)
+        except Exception:
+            log.exception("Unhandled error in %s %s", request.method, request.path)
+            response = await _render(request, api, 500, "Internal Server Error", None)
+        if not response.prepared:
+            response.headers.setdefault("X-JupyterHub-Version", JUPYTERHUB_API_VERSION)
+            response.headers.setdefault("Content-Security-Policy", API_CSP if api else PAGE_CSP)
+        return response
+
+    return errors
+
+
+async def _page_or_passthrough(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return await _render(request, False, e.status, e.message, e.headers)
+
+
+async def _render(request: web.Request, api: bool, status: int, message: str | None,
+                  headers: Mapping[str, str] | None) -> web.StreamResponse:
+    if api:
+        return api_error_response(status, message, headers)
+    renderer = request.app.get(ERROR_PAGE, plain_html_error)
+    response = await renderer(request, status, message)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "ERROR_PAGE", "MISSING_CREDENTIALS", "keys"]

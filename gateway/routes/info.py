@@ -1,0 +1,89 @@
+"""Hub information: version, info, whoami, health."""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from gateway import JUPYTERHUB_API_VERSION, __version__, keys, scopes
+from gateway.apiutil import mount_api
+from gateway.auth import authenticated, current_identity, public, requires_scope
+from gateway.errors import ApiError, json_response
+from gateway.serialize import service_model, user_model
+
+routes = web.RouteTableDef()
+
+AUTHENTICATOR_CLASSES = {
+    "password": "gateway.authenticators.PasswordAuthenticator",
+    "pam": "gateway.authenticators.PAMAuthenticator",
+    "dummy": "gateway.authenticators.DummyAuthenticator",
+    "shared-password": "gateway.authenticators.SharedPasswordAuthenticator",
+}
+
+
+@routes.get("/")
+@public
+async def root(request: web.Request) -> web.Response:
+    return json_response({"version": JUPYTERHUB_API_VERSION}, headers={"Access-Control-Allow-Origin": "*"})
+
+
+@routes.get("/info")
+@requires_scope("read:hub")
+async def info(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    return json_response({
+        "version": JUPYTERHUB_API_VERSION,
+        "gateway_version": __version__,
+        "python": sys.version,
+        "sys_executable": sys.executable,
+        "spawner": {"class": f"gateway.spawner.ProcessSpawner ({settings.spawner_class})", "version": __version__},
+        "authenticator": {"class": AUTHENTICATOR_CLASSES[settings.authenticator_class], "version": __version__},
+    })
+
+
+@routes.get("/user")
+@authenticated
+async def whoami(request: web.Request) -> web.Response:
+    identity = current_identity(request)
+    if identity.anonymous:
+        raise ApiError(403)
+    store = request.app[keys.STORE]
+    base_url = request.app[keys.SETTINGS].base_url
+    held = sorted(scopes.reduce_scopes(identity.scopes.expanded))
+    if identity.kind == "user":
+        user = identity.user
+        roles = (await store.role_names_of_users([user.id]))[user.id]
+        fields = identity.scopes.fields_for_user(user.name, identity.groups)
+        servers_model = await _own_servers(request, user, fields)
+        model = user_model(user, fields=fields | {"kind", "name"}, base_url=base_url, roles=roles,
+                           groups=sorted(identity.groups), **servers_model)
+    else:
+        service = identity.service
+        roles = await store.role_names_of_service(service.id)
+        fields = identity.scopes.fields_for_service(service.name)
+        model = service_model(service, fields=fields | {"kind", "name", "admin"}, base_url=base_url, roles=roles)
+    model["token_id"] = identity.token.api_id if identity.token else None
+    model["session_id"] = identity.session_id
+    model["scopes"] = held
+    return json_response(model)
+
+
+async def _own_servers(request: web.Request, user, fields: frozenset[str]) -> dict:
+    """Server fields of the whoami model, from the server manager when one runs."""
+    manager = request.app.get(keys.SERVERS)
+    if manager is None or not ({"servers", "server", "pending"} & fields):
+        return {}
+    return await manager.user_model_servers(user, request[keys.IDENTITY])
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="", content_type="text/html")
+
+
+def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    mount_api(app, routes)
+    app.router.add_get(settings.api_prefix.rstrip("/"), public(root))
+    for path in (settings.hub_prefix + "health", settings.api_prefix + "health"):
+        app.router.add_get(path, public(health))
