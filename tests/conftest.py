@@ -43,7 +43,7 @@ def free_port() -> int:
 def make_settings(tmp_path: Path):
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
-            bind_url="http://127.0.0.1:0",
+            bind_url=f"http://127.0.0.1:{free_port()}",
             db_url=f"sqlite:///{tmp_path / 'gateway.sqlite'}",
             cookie_secret_file=str(tmp_path / "gateway_cookie_secret"),
             data_dir=str(tmp_path / "data"),
@@ -123,7 +123,7 @@ async def start_hub_with(settings: Settings) -> Hub:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", settings.listen_port)
     await site.start()
     port = runner.addresses[0][1]
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

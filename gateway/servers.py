@@ -1,0 +1,567 @@
+"""ServerManager: the lifecycle of every single-user server, in one place (never in handlers).
+
+Vocabulary:
+- entry: the in-memory record of one (user, server name): its spawner, its pending action
+  (``spawn`` or ``stop``, None when settled), the running start/stop task, and the events of
+  the current (or last) start for the progress stream.
+- ready: started, answering, routed. ``pending`` and ``ready`` are what the REST API reports.
+- secret: the server's own hub token (scopes of the ``server`` role for that server), created
+  per start, deleted at stop. The proxy sends it to the backend; at rest it is kept only
+  encrypted (with a key derived from the cookie secret) in the server's state, so a
+  restarted gateway can route to servers that kept running.
+
+Restart recovery: at start-up every server recorded as running is polled; live ones are routed
+again, dead ones marked stopped. Watching: each running server has a task that waits for its
+exit (pidfd for local processes), so a server killed from outside is noticed at once; the
+proxy also reports backends that refuse connections (``backend_failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import scopes
+from gateway.config import Settings
+from gateway.errors import ApiError
+from gateway.models import Server, User
+from gateway.names import valid_display_name, valid_server_name
+from gateway.security import CookieCipher
+from gateway.serialize import server_model, user_url
+from gateway.spawner import ServerSpec, SpawnError, Spawner, SpawnerOptions, spawner_class_for
+from gateway.store import Store, StoreError
+
+log = logging.getLogger("gateway.servers")
+
+SLOW_SPAWN_TIMEOUT = 10.0  # JupyterHub's slow_spawn_timeout: POST answers 201 if ready by then, else 202
+SLOW_STOP_TIMEOUT = 10.0
+
+
+def describe(user_name: str, server_name: str) -> str:
+    """JupyterHub's way of naming a server in messages: 'alice' or 'alice:nb'."""
+    return f"{user_name}:{server_name}" if server_name else user_name
+
+
+@dataclass
+class Entry:
+    user_name: str
+    server_name: str
+    server_id: int
+    user_id: int
+    spawner: Spawner | None = None
+    pending: str | None = None  # 'spawn' | 'stop' | None
+    ready: bool = False
+    task: asyncio.Task | None = None
+    watcher: asyncio.Task | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    spawn_started: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.user_name, self.server_name)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.notify()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class ServerManager:
+    def __init__(self, store: Store, settings: Settings, *, cipher: CookieCipher, hub_api_url: str,
+                 routes: Any = None, activity: Any = None, metrics: Any = None):
+        self.store = store
+        self.settings = settings
+        self.cipher = cipher
+        self.hub_api_url = hub_api_url
+        self.routes = routes  # gateway.routing.RouteTable, when the proxy is wired
+        self.activity = activity
+        self.metrics = metrics
+        self.options = SpawnerOptions(
+            cmd=settings.spawner_cmd,
+            args=settings.spawner_args,
+            environment=dict(settings.spawner_environment),
+            env_keep=settings.spawner_env_keep,
+            start_timeout=settings.spawner_start_timeout,
+            http_timeout=settings.spawner_http_timeout,
+            default_url=settings.spawner_default_url,
+            notebook_dir=settings.spawner_notebook_dir,
+            home_dir_template=settings.spawner_home_dir_template,
+            switch_user=settings.spawner_class != "simple",
+            data_dir=settings.state_dir,
+        )
+        self.spawner_class = spawner_class_for(settings.spawner_class)
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._route_servers: dict[str, Entry] = {}  # route prefix -> entry, for activity
+        self._closing = False
+
+    # ------------------------------------------------------------ queries
+
+    def entry(self, user_name: str, server_name: str) -> Entry | None:
+        return self._entries.get((user_name, server_name))
+
+    def status(self, user_name: str, server_name: str) -> str | None:
+        """'ready', 'spawn', 'stop', or None when stopped."""
+        entry = self.entry(user_name, server_name)
+        if entry is None:
+            return None
+        if entry.pending:
+            return entry.pending
+        return "ready" if entry.ready else None
+
+    def pending_count(self) -> int:
+        return sum(1 for e in self._entries.values() if e.pending == "spawn")
+
+    def active_count(self) -> int:
+        return sum(1 for e in self._entries.values() if e.ready or e.pending)
+
+    def running_count(self) -> int:
+        return sum(1 for e in self._entries.values() if e.ready)
+
+    async def list_servers(self, user: User) -> list[Server]:
+        return (await self.store.servers_of_users([user.id]))[user.id]
+
+    def model(self, server: Server, *, include_state: bool = False) -> dict[str, Any]:
+        entry = self.entry(server.user_name, server.name)
+        pending = entry.pending if entry else None
+        ready = bool(entry and entry.ready and not entry.pending)
+        return server_model(server, base_url=self.settings.base_url, pending=pending, ready=ready,
+                            include_state=include_state)
+
+    async def user_model_servers(self, user: User, identity: Any, include_stopped: bool = False,
+                                 servers: list[Server] | None = None) -> dict[str, Any]:
+        """The server parts of a user model, filtered by what ``identity`` may read."""
+        if servers is None:
+            servers = await self.list_servers(user)
+        models = {}
+        for server in servers:
+            active = self.status(user.name, server.name) is not None
+            if not active and not include_stopped:
+                continue
+            check = dict(user=user.name, server=server.full_name, user_groups=identity.groups if identity.user and
+                         identity.user.id == user.id else frozenset())
+            if identity.scopes is None or not identity.scopes.has("read:servers", **check):
+                continue
+            state = identity.scopes.has("admin:server_state", **check)
+            models[server.name] = self.model(server, include_state=state)
+        status = self.status(user.name, "")
+        return {"servers": models, "default_ready": status == "ready", "default_pending": status
+                if status in ("spawn", "stop") else None}
+
+    # ------------------------------------------------------------ start
+
+    async def check_new_server(self, user: User, server_name: str) -> None:
+        """Name and limit checks for a server that has no record yet (JupyterHub's messages)."""
+        if server_name and not self.settings.allow_named_servers:
+            raise ApiError(400, "Named servers are not enabled.")
+        if "/" in server_name:
+            raise ApiError(400, f"Invalid server_name (may not contain '/'): {server_name}")
+        if server_name and not valid_server_name(server_name):
+            raise ApiError(400, f"Invalid server_name: {server_name!r}")
+        limit = self.settings.named_server_limit_per_user
+        if server_name and limit and await self.store.count_named_servers(user.id) >= limit:
+            raise ApiError(400, f"User {user.name} already has the maximum of {limit} named servers."
+                                "  One must be deleted before a new server can be created")
+
+    async def create(self, user: User, server_name: str, *, display_name: str | None = None,
+                     user_options: Mapping[str, Any] | None = None) -> Server:
+        """PUT: record a named server without starting it."""
+        if not server_name:
+            raise ApiError(409, f"User {user.name} already has a default server")
+        if server_name and not self.settings.allow_named_servers:
+            raise ApiError(400, "Named servers are not enabled.")
+        if await self.store.get_server(user.id, server_name) is not None:
+            raise ApiError(409, f"User {user.name} already has server {server_name}")
+        await self.check_new_server(user, server_name)
+        if display_name is not None and not valid_display_name(display_name):
+            raise ApiError(400, f"Invalid display_name: {display_name!r}")
+        return await self.store.create_server(user.id, server_name, display_name=display_name or "",
+                                              user_options=user_options)
+
+    async def start(self, user: User, server_name: str, *, user_options: Mapping[str, Any] | None = None,
+                    display_name: str | None = None) -> tuple[Entry, bool]:
+        """Begin a start; return its entry at once (pending 'spawn') and whether this call began it.
+
+        JupyterHub's checks and messages: a start already pending is not an error (False)."""
+        if server_name and not self.settings.allow_named_servers:
+            raise ApiError(400, "Named servers are not enabled.")
+        entry = self.entry(user.name, server_name)
+        name = describe(user.name, server_name)
+        if entry is not None and entry.pending == "spawn":
+            return entry, False
+        if entry is not None and entry.pending:
+            raise ApiError(400, f"{name} is pending {entry.pending}")
+        if entry is not None and entry.ready:
+            if entry.spawner is not None and await entry.spawner.poll() is None:
+                raise ApiError(400, f"{name} is already running")
+            await self._mark_stopped(entry, "exited")
+        server = await self.store.get_server(user.id, server_name)
+        if server is None:
+            await self.check_new_server(user, server_name)
+        if display_name is not None and not valid_display_name(display_name):
+            raise ApiError(400, f"Invalid display_name: {display_name!r}")
+        self._check_limits()
+        if server is None:
+            server = await self.store.create_server(user.id, server_name, display_name=display_name or "",
+                                                    user_options=user_options)
+        else:
+            changes: dict[str, Any] = {}
+            if user_options is not None:
+                changes["user_options"] = dict(user_options)
+            if display_name is not None:
+                changes["display_name"] = display_name
+            if changes:
+                server = await self.store.update_server(server.id, **changes) or server
+        entry = Entry(user.name, server_name, server.id, user.id, pending="spawn", spawn_started=time.monotonic())
+        entry.emit({"progress": 0, "message": "Server requested"})
+        self._entries[entry.key] = entry
+        entry.task = asyncio.create_task(self._spawn(entry, server), name=f"spawn {name}")
+        return entry, True
+
+    def _check_limits(self) -> None:
+        limit = self.settings.concurrent_spawn_limit
+        if limit and self.pending_count() >= limit:
+            low, high = 30, 60
+            raise ApiError(429, "Too many users trying to log in right now. Try again in 30 seconds.",
+                           headers={"Retry-After": str(random.randint(low, high))})
+        active = self.settings.active_server_limit
+        if active and self.active_count() >= active:
+            raise ApiError(429, "Active user limit exceeded. Try again in a few minutes.",
+                           headers={"Retry-After": str(random.randint(30, 60))})
+
+    def _spec(self, server: Server, secret: str) -> ServerSpec:
+        settings = self.settings
+        return ServerSpec(
+            user=server.user_name,
+            server_name=server.name,
+            base_url=settings.base_url,
+            prefix=user_url(settings.base_url, server.user_name, server.name),
+            api_token=secret,
+            hub_api_url=self.hub_api_url,
+            admin_access=settings.admin_access,
+            user_options=server.user_options,
+            public_url=(settings.public_url.rstrip("/") + user_url(settings.base_url, server.user_name, server.name))
+            if settings.public_url else "",
+        )
+
+    async def _new_secret(self, server: Server) -> str:
+        await self.store.delete_tokens(server_id=server.id)  # a previous start's token, if any survived
+        server_scopes = [scopes.access_scope(server.user_name, server.name),
+                         f"users:activity!user={server.user_name}"]
+        _, secret = await self.store.create_token(
+            "user", server.user_id, note=f"Server at {user_url(self.settings.base_url, server.user_name, server.name)}",
+            scopes=server_scopes, server_id=server.id)
+        return secret
+
+    async def _spawn(self, entry: Entry, server: Server) -> None:
+        name = describe(entry.user_name, entry.server_name)
+        spawner: Spawner | None = None
+        try:
+            secret = await self._new_secret(server)
+            spawner = self.spawner_class(self.options, self._spec(server, secret))
+            entry.spawner = spawner
+            forward = asyncio.create_task(self._forward_progress(entry, spawner))
+            try:
+                url = await asyncio.wait_for(spawner.start(), self.settings.spawner_start_timeout + 5)
+            finally:
+                forward.cancel()
+            state = {"spawner": spawner.get_state(), "secret": self.cipher.encrypt(secret)}
+            now = time.time()
+            await self.store.update_server(entry.server_id, url=url, state=state, started=now, last_activity=now)
+            self._route(entry, url, secret)
+            entry.ready, entry.pending, entry.failure = True, None, None
+            prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
+            entry.emit({"progress": 100, "ready": True, "message": f"Server ready at {prefix}",
+                        "html_message": f'Server ready at <a href="{html.escape(prefix)}">{html.escape(prefix)}</a>',
+                        "url": prefix})
+            entry.watcher = asyncio.create_task(self._watch(entry, spawner), name=f"watch {name}")
+            self._observe_spawn("success", entry)
+            log.info("Server %s ready at %s", name, url)
+        except asyncio.CancelledError:
+            await self._abandon(entry, spawner, "Spawn cancelled")
+            self._observe_spawn("cancelled", entry)
+            raise
+        except (SpawnError, TimeoutError, OSError, StoreError) as e:
+            message = e.message if isinstance(e, SpawnError) else (
+                f"Server did not start within {self.settings.spawner_start_timeout:g} seconds"
+                if isinstance(e, TimeoutError) else str(e))
+            log.warning("Server %s failed to start: %s", name, message.splitlines()[0] if message else e)
+            await self._abandon(entry, spawner, f"Spawn failed: {message}")
+            self._observe_spawn("failure", entry)
+        except Exception as e:  # a bug must not leave the entry pending forever
+            log.exception("Unexpected error starting %s", name)
+            await self._abandon(entry, spawner, f"Spawn failed: {type(e).__name__}")
+            self._observe_spawn("failure", entry)
+
+    def _observe_spawn(self, status: str, entry: Entry) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_spawn(status, time.monotonic() - entry.spawn_started)
+
+    async def _forward_progress(self, entry: Entry, spawner: Spawner) -> None:
+        async for event in spawner.progress():
+            event = {k: v for k, v in event.items() if k != "ready"}
+            entry.emit(event)
+
+    async def _abandon(self, entry: Entry, spawner: Spawner | None, message: str) -> None:
+        """A start that did not finish: stop what it started, forget the secret, report the failure."""
+        if spawner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(spawner.stop(now=True))
+        with contextlib.suppress(StoreError):
+            await self.store.delete_tokens(server_id=entry.server_id)
+            await self.store.update_server(entry.server_id, url="", state={}, started=None)
+        entry.ready, entry.pending, entry.spawner = False, None, None
+        entry.failure = message
+        entry.emit({"progress": 100, "failed": True, "message": message,
+                    "html_message": html.escape(message).replace("\n", "<br>")})
+
+    async def wait(self, entry: Entry, timeout: float) -> None:
+        """Wait until the entry's current action settles or ``timeout`` passes."""
+        task = entry.task
+        if task is None or task.done():
+            return
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    # ------------------------------------------------------------ routing
+
+    def _route(self, entry: Entry, url: str, secret: str) -> None:
+        prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
+        self._route_servers[prefix] = entry
+        if self.routes is not None:
+            from gateway.routing import Route
+
+            self.routes.add(Route(prefix=prefix, target=url, kind="user", user=entry.user_name,
+                                  server_name=entry.server_name, service=None, secret=secret))
+
+    def _unroute(self, entry: Entry) -> None:
+        prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
+        self._route_servers.pop(prefix, None)
+        if self.routes is not None:
+            self.routes.remove(prefix)
+
+    def note_activity(self, prefix: str) -> None:
+        """Called by the proxy for each request or websocket message: memory only."""
+        entry = self._route_servers.get(prefix)
+        if entry is not None and self.activity is not None:
+            self.activity.note_server(entry.server_id, entry.user_id)
+
+    def backend_failed(self, prefix: str) -> None:
+        """The proxy could not reach a backend: check it now rather than at the next poll."""
+        entry = self._route_servers.get(prefix)
+        if entry is not None and entry.ready and not entry.pending:
+            asyncio.create_task(self._check(entry))
+
+    async def _check(self, entry: Entry) -> None:
+        if entry.spawner is not None and await entry.spawner.poll() is not None and entry.ready:
+            await self._mark_stopped(entry, "unreachable")
+
+    # ------------------------------------------------------------ watching
+
+    async def _watch(self, entry: Entry, spawner: Spawner) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            status = await spawner.wait_for_exit()
+            if entry.spawner is spawner and entry.ready and entry.pending is None:
+                log.warning("Server %s exited on its own (status %s)", describe(*entry.key), status)
+                await self._mark_stopped(entry, "exited")
+
+    async def _mark_stopped(self, entry: Entry, why: str) -> None:
+        self._unroute(entry)
+        entry.ready, entry.spawner = False, None
+        if entry.watcher is not None and entry.watcher is not asyncio.current_task():
+            entry.watcher.cancel()
+        entry.watcher = None
+        with contextlib.suppress(StoreError):
+            await self.store.delete_tokens(server_id=entry.server_id)
+            await self.store.update_server(entry.server_id, url="", state={}, started=None)
+        entry.notify()
+
+    async def poll_all(self) -> None:
+        """One pass of the poll loop: catch servers whose exit the watchers could not see."""
+        for entry in list(self._entries.values()):
+            if entry.ready and not entry.pending and entry.spawner is not None:
+                if await entry.spawner.poll() is not None:
+                    await self._mark_stopped(entry, "poll")
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.spawner_poll_interval)
+            try:
+                await self.poll_all()
+            except Exception:
+                log.exception("Error polling servers")
+
+    async def check_routes(self) -> None:
+        """Re-add routes for ready servers and drop routes of stopped ones (POST /hub/api/proxy)."""
+        await self.poll_all()
+        if self.routes is None:
+            return
+        for entry in self._entries.values():
+            if entry.ready and not entry.pending:
+                server = await self.store.get_server_by_id(entry.server_id)
+                if server is not None and server.url:
+                    self._route(entry, server.url, self.cipher.decrypt(server.state.get("secret", "")) or "")
+
+    # ------------------------------------------------------------ stop
+
+    async def stop(self, user: User, server_name: str, *, remove: bool = False) -> Entry | None:
+        """Begin stopping (cancelling a pending start); return the entry whose task to wait on, or None if nothing ran."""
+        entry = self.entry(user.name, server_name)
+        if entry is None:
+            if remove:
+                await self._remove(user, server_name)
+            return None
+        if entry.pending == "stop":
+            return entry
+        if not entry.ready and not entry.pending:  # already stopped: nothing to do
+            if remove:
+                await self._remove(user, server_name)
+            return None
+        if entry.pending == "spawn" and entry.task is not None:
+            entry.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await entry.task
+        entry.pending = "stop"
+        entry.notify()
+        entry.task = asyncio.create_task(self._stop(entry, user, remove), name=f"stop {describe(*entry.key)}")
+        return entry
+
+    async def _stop(self, entry: Entry, user: User, remove: bool) -> None:
+        started = time.monotonic()
+        spawner = entry.spawner
+        self._unroute(entry)
+        if entry.watcher is not None:
+            entry.watcher.cancel()
+            entry.watcher = None
+        try:
+            if spawner is not None:
+                await spawner.stop()
+        except Exception:
+            log.exception("Error stopping %s", describe(*entry.key))
+        finally:
+            entry.ready, entry.pending, entry.spawner = False, None, None
+            with contextlib.suppress(StoreError):
+                await self.store.delete_tokens(server_id=entry.server_id)
+                await self.store.update_server(entry.server_id, url="", state={}, started=None)
+            if remove:
+                await self._remove(user, entry.server_name)
+            entry.notify()
+            if self.metrics is not None:
+                self.metrics.observe_stop(time.monotonic() - started)
+            log.info("Server %s stopped", describe(*entry.key))
+
+    async def _remove(self, user: User, server_name: str) -> None:
+        server = await self.store.get_server(user.id, server_name)
+        if server is not None:
+            await self.store.delete_server(server.id)
+        self._entries.pop((user.name, server_name), None)
+
+    async def stop_all(self, user: User) -> None:
+        entries = [e for e in self._entries.values() if e.user_name == user.name]
+        stopping = [await self.stop(user, e.server_name) for e in entries]
+        await asyncio.gather(*(self.wait(e, 60) for e in stopping if e is not None))
+
+    async def stop_all_servers(self) -> None:
+        users = {e.user_name for e in self._entries.values() if e.ready or e.pending}
+        for name in users:
+            user = await self.store.get_user(name)
+            if user is not None:
+                await self.stop_all(user)
+
+    def forget_user(self, user_name: str) -> None:
+        for key in [k for k in self._entries if k[0] == user_name]:
+            entry = self._entries.pop(key)
+            self._unroute(entry)
+
+    async def rename(self, user: User, old: str, new: str) -> None:
+        entry = self._entries.pop((user.name, old), None)
+        if entry is not None:
+            entry.server_name = new
+            self._entries[(user.name, new)] = entry
+
+    # ------------------------------------------------------------ progress
+
+    async def progress(self, user_name: str, server_name: str) -> AsyncIterator[dict[str, Any]]:
+        """Events of the current start (all of them, from the first), ending with ready or failed."""
+        entry = self.entry(user_name, server_name)
+        if entry is None:
+            return
+        index = 0
+        while True:
+            changed = entry.changed
+            while index < len(entry.events):
+                event = entry.events[index]
+                index += 1
+                yield event
+                if event.get("ready") or event.get("failed"):
+                    return
+            if entry.pending != "spawn":
+                if entry.ready:
+                    yield entry.events[-1] if entry.events and entry.events[-1].get("ready") else self.ready_event(entry)
+                return
+            await changed.wait()
+
+    def ready_event(self, entry: Entry) -> dict[str, Any]:
+        prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
+        return {"progress": 100, "ready": True, "message": f"Server ready at {prefix}",
+                "html_message": f'Server ready at <a href="{html.escape(prefix)}">{html.escape(prefix)}</a>',
+                "url": prefix}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def recover(self) -> None:
+        """After a (re)start: adopt servers that kept running, mark the others stopped."""
+        for server in await self.store.running_servers():
+            state = server.state or {}
+            secret = self.cipher.decrypt(state.get("secret", "")) or ""
+            entry = Entry(server.user_name, server.name, server.id, server.user_id)
+            spawner = self.spawner_class(self.options, self._spec(server, secret), state.get("spawner") or {})
+            alive = bool(secret) and await spawner.poll() is None
+            self._entries[entry.key] = entry
+            if alive:
+                entry.spawner, entry.ready = spawner, True
+                entry.events = [self.ready_event(entry)]
+                self._route(entry, server.url, secret)
+                entry.watcher = asyncio.create_task(self._watch(entry, spawner))
+                log.info("Found running server %s at %s", describe(*entry.key), server.url)
+            else:
+                log.info("Server %s is no longer running", describe(*entry.key))
+                await self._mark_stopped(entry, "gone")
+        # servers that were starting when the gateway died never finished: nothing to adopt
+        for server in await self.store.all_servers():
+            if not server.url and server.started is not None:
+                await self.store.update_server(server.id, started=None)
+
+    async def run(self) -> None:
+        self._poller = asyncio.create_task(self._poll_loop(), name="server-poll")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._poller.cancel()
+        pending = [e.task for e in self._entries.values() if e.task is not None and not e.task.done()]
+        for entry in self._entries.values():
+            if entry.pending == "spawn" and entry.task is not None:
+                entry.task.cancel()
+        if self.settings.cleanup_servers:
+            log.info("Stopping all servers (cleanup_servers)")
+            await self.stop_all_servers()
+        for entry in self._entries.values():
+            if entry.watcher is not None:
+                entry.watcher.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
