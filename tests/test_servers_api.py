@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway import keys
+from gateway import keys, procs
 
 FAKE = (sys.executable, str(Path(__file__).parent / "fake_server.py"))
 
@@ -241,12 +241,63 @@ async def test_stop_cancels_a_pending_spawn(start_hub):
     started = await start
     assert started.status in (202, 500)
     for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        stat = procs.read_stat(pid)
+        if stat is None or stat.exited:  # gone, or a zombie waiting to be reaped
             break
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the cancelled server's process is still alive")
     r = await hub.api("GET", "/users/gus/server", token=token)
     assert r.body["pending"] is None and r.body["ready"] is False
+
+
+async def test_gateway_sigkill_and_restart_finds_running_servers(gateway_process, tmp_path):
+    config = (f"c = get_config()\nc.Spawner.cmd = {list(FAKE)!r}\nc.JupyterHub.allow_named_servers = True\n"
+              "c.JupyterHub.api_tokens = {'restart-test-token-1': 'hana'}\n")
+    proc = gateway_process(config)
+    proc.start()
+    await proc.wait_ready()
+    headers = {"Authorization": "token restart-test-token-1"}
+    api = proc.url + "/hub/api"
+    async with aiohttp.ClientSession(headers=headers) as s:
+        for path in ("/users/hana/server", "/users/hana/servers/nb"):
+            async with s.post(api + path) as r:
+                assert r.status == 201, await r.text()
+        proc.signal(signal.SIGKILL)
+        proc.proc.wait()
+        proc.start()
+        await proc.wait_ready()
+        for path in ("/users/hana/server", "/users/hana/servers/nb"):
+            async with s.get(api + path) as r:
+                model = await r.json()
+                assert model["ready"] is True and model["pending"] is None, model
+        async with s.delete(api + "/users/hana/servers/nb") as r:
+            assert r.status == 204
+        async with s.get(api + "/users/hana/servers/nb") as r:
+            assert (await r.json())["stopped"] is True
+    # a graceful stop leaves servers running too (cleanup_servers defaults to False)
+    proc.stop()
+    proc.start()
+    await proc.wait_ready()
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.get(api + "/users/hana/server") as r:
+            assert (await r.json())["ready"] is True
+        async with s.delete(api + "/users/hana/server") as r:
+            assert r.status == 204
+
+
+async def test_real_jupyter_server_through_the_api(start_hub):
+    hub = await start_hub(spawner_start_timeout=60.0)  # default command: jupyter-server
+    token = await hub.new_token("ida")
+    r = await hub.api("POST", "/users/ida/server", token=token)
+    assert r.status in (201, 202), r.text
+    await wait_status(hub, "/users/ida/server", token, ready=True, timeout=60)
+    user = await hub.store.get_user("ida")
+    server = await hub.store.get_server(user.id, "")
+    secret = hub.app[keys.COOKIE_CIPHER].decrypt(server.state["secret"])
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.url + "/user/ida/api/status", headers={"Authorization": f"token {secret}"}) as resp:
+            assert resp.status == 200
+        async with s.get(server.url + "/user/ida/api/status", headers={"Authorization": f"token {token}"}) as resp:
+            assert resp.status == 403
+    assert (await hub.api("DELETE", "/users/ida/server", token=token)).status in (202, 204)
