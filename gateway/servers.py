@@ -378,14 +378,16 @@ class ServerManager:
                 await self._mark_stopped(entry, "exited")
 
     async def _mark_stopped(self, entry: Entry, why: str) -> None:
+        """Route gone first (no traffic to a dead port), then the store, then memory: readers of the
+        API never see 'stopped' before the store says so."""
         self._unroute(entry)
-        entry.ready, entry.spawner = False, None
         if entry.watcher is not None and entry.watcher is not asyncio.current_task():
             entry.watcher.cancel()
         entry.watcher = None
         with contextlib.suppress(StoreError):
             await self.store.delete_tokens(server_id=entry.server_id)
             await self.store.update_server(entry.server_id, url="", state={}, started=None)
+        entry.ready, entry.spawner = False, None
         entry.notify()
 
     async def poll_all(self) -> None:
