@@ -129,7 +129,7 @@ def make_expect_handler(body_limit: BodyLimit) -> Callable[[web.Request], Awaita
             raise web.HTTPExpectationFailed(text="Unknown Expect")
         problem = check_request(request, body_limit(request))
         if problem is not None:
-            return problem
+            raise problem
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         # the 100 is not part of the response proper
         request.writer.output_size = 0

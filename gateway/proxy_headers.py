@@ -22,6 +22,7 @@ re-encoded on the hot path.
 from __future__ import annotations
 
 from typing import Iterable
+from urllib.parse import unquote
 
 __all__ = [
     "HOP_BY_HOP",
@@ -150,8 +151,11 @@ def build_request_head(
 
 
 def _path_inside(path: str, prefix: str) -> bool:
-    if ".." in path or "\\" in path or "%2e" in path.lower():
+    # compared percent-decoded: "/a%40b/" and "/a@b/" name the same place
+    path = unquote(path)
+    if ".." in path or "\\" in path:
         return False
+    prefix = unquote(prefix)
     return path == prefix or path == prefix[:-1] or path.startswith(prefix)
 
 

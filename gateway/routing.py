@@ -177,6 +177,8 @@ def canonical_target(raw_path: str, base_url: str) -> tuple[str, str, str] | Non
     if not decoded.startswith(base):
         return None
     tail = decoded[len(base):]
+    if tail.startswith("/"):
+        raise BadPath("empty segment after base_url")
     kind, sep, after = tail.partition("/")
     if kind not in KINDS or not sep:
         return None
