@@ -1,0 +1,319 @@
+"""Forward one authorised request to its backend: streamed HTTP or a websocket tunnel.
+
+The caller (the ``/user/...`` and ``/services/...`` handler) has already
+chosen the :class:`~gateway.routing.Route` from the canonical path and checked
+that the caller may use it; :meth:`ProxyForwarder.forward` only moves bytes:
+
+* the raw path and query go to the backend unchanged (an absolute-form target
+  is reduced to its path: never a forward proxy);
+* headers are rewritten by :mod:`gateway.proxy_headers` (hop-by-hop stripped,
+  ``Host`` kept, ``X-Forwarded-*`` added, ``Authorization`` replaced by the
+  route's secret, gateway cookies removed both ways);
+* bodies stream both ways through bounded buffers, never decoded;
+* a backend that refuses, resets or dies answers 503 at once, a silent one
+  504, a malformed answer 502, and ``on_backend_error(route)`` is called so
+  the server manager can look at the server;
+* every proxied request and every relayed websocket chunk calls
+  ``on_activity(route)``: it must be cheap and do no I/O.
+
+Hot path budget: a small request costs one header scan, one write and one
+read on a pooled backend connection; nothing is logged per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .proxy_headers import build_request_head, header_block, response_headers
+from .rawresponse import RawResponse
+from .routing import BadPath, Route, origin_form
+from .tunnel import Tunnel
+from .upstream import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadResponse,
+    ResponseHead,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPool,
+)
+
+__all__ = ["ProxyForwarder"]
+
+log = logging.getLogger("gateway.proxy")
+
+# bodies up to this size are read whole and sent with the head in one write
+SMALL_BODY = 64 * 1024
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class ProxyForwarder:
+    """Owns the pooled backend connections; create and close it in a cleanup_ctx."""
+
+    def __init__(
+        self,
+        *,
+        gateway_cookie_names: frozenset[str],
+        max_body_size: int,
+        connect_timeout: float,
+        read_timeout: float,
+        on_activity: Callable[[Route], None],
+        on_backend_error: Callable[[Route], None],
+    ) -> None:
+        self._cookies_str = frozenset(gateway_cookie_names)
+        self._cookies_bytes = frozenset(n.encode("latin-1") for n in gateway_cookie_names)
+        self.max_body_size = max_body_size
+        self.read_timeout = read_timeout
+        self._on_activity = on_activity
+        self._on_backend_error = on_backend_error
+        self._pool = UpstreamPool(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._targets: dict[str, tuple[str, int]] = {}
+        self._tunnels: set[Tunnel] = set()
+
+    async def close(self) -> None:
+        """Close every backend connection and websocket tunnel."""
+        for tunnel in list(self._tunnels):
+            tunnel.close()
+        await self._pool.close()
+
+    def _address(self, target: str) -> tuple[str, int]:
+        addr = self._targets.get(target)
+        if addr is None:
+            parts = urlsplit(target)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError(f"unsupported backend target {target!r}")
+            addr = (parts.hostname, parts.port or 80)
+            self._targets[target] = addr
+        return addr
+
+    async def forward(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """Proxy ``request`` to ``route``'s backend and return the response.
+
+        Raises web.HTTPException subclasses for answers the gateway makes
+        itself (400, 413, 502, 503, 504) so the app's error pages apply.
+        """
+        try:
+            target = origin_form(request.raw_path)
+        except BadPath:
+            raise web.HTTPBadRequest(text="Bad request target") from None
+        redirect = _slash_redirect(target, route.prefix)
+        if redirect is not None:
+            raise web.HTTPFound(redirect)
+        length = request.content_length
+        if length is not None and length > self.max_body_size:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.max_body_size, actual_size=length
+            )
+        headers = request.headers
+        upgrade = headers.get("Upgrade")
+        websocket = (
+            upgrade is not None
+            and upgrade.lower() == "websocket"
+            and request.method == "GET"
+            and "upgrade" in headers.get("Connection", "").lower()
+        )
+        body: bytes | None = None
+        chunked = False
+        if websocket:
+            length = None
+        elif length is not None:
+            if length <= SMALL_BODY:
+                body = await self._read_small(request, length)
+        elif request.body_exists:
+            chunked = True
+        peer = request.remote or ""
+        head = build_request_head(
+            request.method,
+            target,
+            request.raw_headers,
+            host=request.host,
+            forwarded_for=peer,
+            forwarded_proto=request.scheme,
+            secret=route.secret,
+            gateway_cookies=self._cookies_bytes,
+            content_length=length,
+            chunked=chunked,
+            websocket=websocket,
+        )
+        if body:
+            head += body
+        streamed = not websocket and body is None and (length or chunked)
+        host, port = self._address(route.target)
+        method = request.method
+        no_body = method == "HEAD"
+        # one retry when a reused keep-alive connection turns out dead before
+        # any response byte (the backend closed it while idle) and the request
+        # can safely be sent twice
+        conn: UpstreamConnection | None = None
+        for attempt in (0, 1):
+            try:
+                if websocket:
+                    conn = await self._pool.connect(host, port)
+                else:
+                    conn = await self._pool.acquire(host, port)
+                conn.start(head, no_body=no_body)
+                if streamed:
+                    await self._send_body(request, conn, length)
+                resp_head = await conn.read_head()
+                break
+            except BackendUnavailable:
+                if (
+                    attempt == 0
+                    and _stale_reuse(conn)
+                    and not streamed
+                    and method in _IDEMPOTENT
+                ):
+                    continue
+                self._backend_failed(route, "unavailable")
+                raise web.HTTPServiceUnavailable(text="Service Unavailable: the server is not responding") from None
+            except BackendTimeout:
+                self._backend_failed(route, "timed out")
+                raise web.HTTPGatewayTimeout(text="Gateway Timeout: the server did not answer in time") from None
+            except BadResponse as exc:
+                log.warning("bad response from %s: %s", route.prefix, exc)
+                raise web.HTTPBadGateway(text="Bad Gateway") from None
+            except BaseException:
+                if conn is not None:
+                    conn.abort()
+                raise
+        self._on_activity(route)
+        if resp_head.status == 101:
+            if websocket:
+                return await self._tunnel(request, route, conn, resp_head)
+            conn.abort()
+            raise web.HTTPBadGateway(text="Bad Gateway")
+        return await self._respond(request, route, conn, resp_head)
+
+    async def _read_small(self, request: web.Request, length: int) -> bytes:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await request.content.readexactly(length)
+        except (asyncio.IncompleteReadError, TimeoutError):
+            raise web.HTTPBadRequest(text="Incomplete request body") from None
+
+    async def _send_body(self, request: web.Request, conn: UpstreamConnection, length: int | None) -> None:
+        """Stream the client's body to the backend (re-chunked if it came chunked)."""
+        content = request.content
+        limit = self.max_body_size
+        sent = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                conn.abort()
+                raise web.HTTPRequestTimeout(text="Request body too slow") from None
+            if not chunk:
+                break
+            sent += len(chunk)
+            if sent > limit:
+                conn.abort()
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=sent)
+            if conn.got_bytes:
+                # the backend answered before taking the whole body: stop
+                # sending, and never reuse this out-of-step connection
+                conn.dirty = True
+                return
+            if length is None:
+                conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                conn.write(chunk)
+            conn.touch()
+            await conn.drain()
+        if length is None:
+            conn.write(b"0\r\n\r\n")
+        elif sent != length:
+            conn.abort()
+            raise web.HTTPBadRequest(text="Incomplete request body")
+
+    async def _respond(
+        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead
+    ) -> web.StreamResponse:
+        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookies_str)
+        if conn.body_complete():
+            # the common small case: one write, backend headers verbatim
+            body = conn.take_body()
+            conn.release()
+            return RawResponse(head.status, head.reason, header_block(kept), body, length=head.length)
+        resp = web.StreamResponse(status=head.status, reason=head.reason or None, headers=CIMultiDict(kept))
+        if head.length is not None:
+            resp.content_length = head.length
+        try:
+            await resp.prepare(request)
+        except ConnectionError:
+            conn.abort()
+            return resp
+        try:
+            while True:
+                chunk = await conn.read_chunk()
+                if not chunk:
+                    break
+                await resp.write(chunk)
+        except UpstreamError as exc:
+            # the client has the head already: cut its connection so that the
+            # truncation shows, instead of ending the body cleanly
+            self._backend_failed(route, f"failed mid-response ({exc})")
+            conn.abort()
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+        except ConnectionError:
+            conn.abort()  # the client went away
+            return resp
+        except BaseException:
+            conn.abort()
+            raise
+        conn.release()
+        await resp.write_eof()
+        return resp
+
+    async def _tunnel(
+        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead
+    ) -> web.StreamResponse:
+        hdrs = CIMultiDict(
+            response_headers(
+                head.headers, prefix=route.prefix, gateway_cookies=self._cookies_str, upgrade=True
+            )
+        )
+        resp = web.StreamResponse(status=101, reason=head.reason or "Switching Protocols", headers=hdrs)
+        tunnel = Tunnel(request, conn, route, self._on_activity)
+        self._tunnels.add(tunnel)
+        try:
+            try:
+                await resp.prepare(request)
+            except ConnectionError:
+                return resp
+            tunnel.start(request)
+            await tunnel.done
+        finally:
+            tunnel.close()
+            self._tunnels.discard(tunnel)
+        return resp
+
+    def _backend_failed(self, route: Route, what: str) -> None:
+        log.warning("backend for %s %s", route.prefix, what)
+        try:
+            self._on_backend_error(route)
+        except Exception:
+            log.exception("on_backend_error hook failed")
+
+
+def _stale_reuse(conn: UpstreamConnection | None) -> bool:
+    """A reused connection that failed before any response byte."""
+    return conn is not None and conn.reused and not conn.got_bytes
+
+
+def _slash_redirect(target: str, prefix: str) -> str | None:
+    """``/user/alice`` -> ``/user/alice/`` (query kept) when the path is the prefix minus its slash."""
+    path, sep, query = target.partition("?")
+    if path.endswith("/") or len(path) > 3 * len(prefix):
+        return None
+    if path + "/" != prefix and ("%" not in path and "%" not in prefix or unquote(path) + "/" != unquote(prefix)):
+        return None
+    return path + "/" + sep + query

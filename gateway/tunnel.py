@@ -1,0 +1,114 @@
+"""Raw byte relay for an upgraded (websocket) connection.
+
+Once the backend has answered ``101 Switching Protocols`` and the client has
+received that answer, both connections carry websocket frames. The frames a
+client sends are masked, as a backend expects; the backend's are unmasked, as
+a client expects; extensions (permessage-deflate) and subprotocol were agreed
+end to end during the handshake. So the gateway relays bytes without parsing
+frames: text, binary, ping/pong and close frames (with their codes) pass
+through untouched, at the cost of two ``write`` calls per message instead of a
+parse, an unmask and a re-frame. When either TCP connection ends, the other is
+closed after its pending bytes are flushed.
+
+Flow control is end to end: when one side's write buffer fills, reading from
+the other side pauses.
+
+The tunnel plugs into aiohttp's server connection the way aiohttp's own
+``WebSocketResponse`` does (``RequestHandler.set_parser``): incoming client
+bytes arrive at :meth:`Tunnel.feed_data`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from aiohttp import web
+
+from .routing import Route
+from .upstream import UpstreamConnection
+
+__all__ = ["Tunnel"]
+
+HIGH_WATER = 256 * 1024
+
+
+class Tunnel:
+    """Relay between one client connection and one backend connection."""
+
+    def __init__(
+        self,
+        request: web.BaseRequest,
+        upstream: UpstreamConnection,
+        route: Route,
+        on_activity: Callable[[Route], None],
+    ) -> None:
+        self._client = request.transport
+        self._writer = request.writer
+        self._up = upstream
+        self._route = route
+        self._on_activity = on_activity
+        self._up_paused = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start(self, request: web.BaseRequest) -> None:
+        """Begin relaying (the client's 101 must already be sent)."""
+        tail = self._up.start_tunnel(self._from_upstream, self.close, self._upstream_writable)
+        if tail:
+            self._from_upstream(tail)
+        # aiohttp feeds any bytes the client sent after its upgrade request
+        # to the new parser right away
+        request.protocol.set_parser(self)  # type: ignore[arg-type]
+        request.protocol.keep_alive(False)
+
+    # client -> backend: aiohttp's parser interface
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self._up.write(data)
+        self._on_activity(self._route)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.close()
+
+    # backend -> client
+    def _from_upstream(self, data: bytes) -> None:
+        client = self._client
+        if client is None or client.is_closing():
+            self.close()
+            return
+        client.write(data)
+        self._on_activity(self._route)
+        if not self._up_paused and client.get_write_buffer_size() > HIGH_WATER:
+            self._up_paused = True
+            if self._up.transport is not None:
+                self._up.transport.pause_reading()
+            asyncio.ensure_future(self._wait_client_drained())
+
+    async def _wait_client_drained(self) -> None:
+        try:
+            await self._writer.drain()
+        except ConnectionError:
+            self.close()
+            return
+        self._up_paused = False
+        if self._up.transport is not None and not self._up.transport.is_closing():
+            self._up.transport.resume_reading()
+
+    def _upstream_writable(self, writable: bool) -> None:
+        client = self._client
+        if client is None or client.is_closing():
+            return
+        if writable:
+            client.resume_reading()
+        else:
+            client.pause_reading()
+
+    def close(self) -> None:
+        """End both sides (pending bytes are flushed first)."""
+        if self._client is not None and not self._client.is_closing():
+            self._client.close()
+        up = self._up.transport
+        if up is not None and not up.is_closing():
+            up.close()
+        if not self.done.done():
+            self.done.set_result(None)
