@@ -27,6 +27,7 @@ log = logging.getLogger("gateway")
 # Modules with a setup(app) function, in the order their routes and contexts are added.
 CAPABILITIES = (
     "gateway.routes.info",
+    "gateway.routes.proxied",
     "gateway.routes.servers",
 )
 

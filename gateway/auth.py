@@ -42,6 +42,14 @@ class _Owner:
 
 
 @dataclass
+class _CachedSession:
+    identity: Identity
+    authz_version: int
+    revocation_version: int
+    expires_at: float
+
+
+@dataclass
 class _CachedToken:
     identity: Identity
     authz_version: int
@@ -59,6 +67,7 @@ class Authorizer:
         self.session_max_age = session_max_age
         self.activity = activity  # ActivityRecorder or None
         self._tokens: dict[bytes, _CachedToken] = {}
+        self._sessions: dict[str, _CachedSession] = {}
         self._owners: dict[tuple[str, int], _Owner] = {}
         self._user_groups: dict[str, tuple[int, frozenset[str]]] = {}
 
@@ -170,13 +179,30 @@ class Authorizer:
         return self.cipher.decrypt(value, max_age=self.session_max_age)
 
     async def identify_session(self, session_id: str) -> Identity | None:
+        """The session's user, cached like tokens: browsers send the cookie on every proxied request."""
+        now = time.time()
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            identity, expires_at = cached.identity, cached.expires_at
+            if expires_at <= now:
+                self._sessions.pop(session_id, None)
+                return None
+            if cached.revocation_version == self.store.revocation_version and \
+                    cached.authz_version == self.store.authz_version:
+                return identity
+        revocation_version, authz_version = self.store.revocation_version, self.store.authz_version
         session = await self.store.get_session(session_id)
-        if session is None or session.expires_at <= time.time():
+        if session is None or session.expires_at <= now:
+            self._sessions.pop(session_id, None)
             return None
         user = await self.store.get_user_by_id(session.user_id)
         if user is None:
             return None
-        return await self.identity_for("user", user=user, session_id=session_id, via="cookie")
+        identity = await self.identity_for("user", user=user, session_id=session_id, via="cookie")
+        if len(self._sessions) > CACHE_LIMIT:
+            self._sessions.clear()
+        self._sessions[session_id] = _CachedSession(identity, authz_version, revocation_version, session.expires_at)
+        return identity
 
     # ---------------------------------------------------------- XSRF
 

@@ -92,14 +92,24 @@ class ProxyForwarder:
             self._targets[target] = addr
         return addr
 
-    async def forward(self, request: web.Request, route: Route) -> web.StreamResponse:
+    async def forward(
+        self,
+        request: web.Request,
+        route: Route,
+        *,
+        target: str | None = None,
+        set_cookies: tuple[str, ...] = (),
+    ) -> web.StreamResponse:
         """Proxy ``request`` to ``route``'s backend and return the response.
 
+        ``target`` replaces the request target sent to the backend (the caller
+        strips credentials from the query); ``set_cookies`` are Set-Cookie
+        values added to the response (the gateway's own XSRF cookie).
         Raises web.HTTPException subclasses for answers the gateway makes
         itself (400, 413, 502, 503, 504) so the app's error pages apply.
         """
         try:
-            target = origin_form(request.raw_path)
+            target = target or origin_form(request.raw_path)
         except BadPath:
             raise web.HTTPBadRequest(text="Bad request target") from None
         redirect = _slash_redirect(target, route.prefix)
@@ -188,7 +198,7 @@ class ProxyForwarder:
                 return await self._tunnel(request, route, conn, resp_head)
             conn.abort()
             raise web.HTTPBadGateway(text="Bad Gateway")
-        return await self._respond(request, route, conn, resp_head)
+        return await self._respond(request, route, conn, resp_head, set_cookies)
 
     async def _read_small(self, request: web.Request, length: int) -> bytes:
         try:
@@ -233,9 +243,16 @@ class ProxyForwarder:
             raise web.HTTPBadRequest(text="Incomplete request body")
 
     async def _respond(
-        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead
+        self,
+        request: web.Request,
+        route: Route,
+        conn: UpstreamConnection,
+        head: ResponseHead,
+        set_cookies: tuple[str, ...] = (),
     ) -> web.StreamResponse:
         kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookies_str)
+        for cookie in set_cookies:
+            kept.append(("Set-Cookie", cookie))
         if conn.body_complete():
             # the common small case: one write, backend headers verbatim
             body = conn.take_body()

@@ -1,0 +1,239 @@
+"""``/user/<name>/[<server>/]...`` and ``/services/<name>/...``: who may pass, then forward.
+
+One function (``authorize_proxied``) decides for HTTP and websocket upgrades alike, before
+any connection to a backend, on the same canonical target that chose the route:
+
+- identity: ``Authorization: token|bearer``, the login cookie, or ``?token=`` on websocket
+  upgrades only (removed from the query before it reaches the backend);
+- users' servers need ``access:servers`` for that server (``!server=u/s``, ``!user=u``, a
+  group holding u, or unfiltered); services need ``access:services`` for that service;
+- no credentials: 403 JSON for API-looking requests, a login redirect for browsers;
+  without access: 403 when the server runs, 404 when it does not (existence hidden);
+  the owner of a stopped server: 424 JSON, or the hub's not-running page for browsers;
+- cookie-authenticated traffic (jupyter-server trusts every token-authenticated request, and
+  every proxied request is token-authenticated from its point of view): state-changing
+  methods need the XSRF token bound to the session and the server's prefix (JupyterLab
+  sends it as X-XSRFToken from the ``_xsrf`` cookie the gateway sets on that path),
+  websocket upgrades need an Origin equal to the gateway's own, and cross-site
+  non-navigation reads are refused (XSSI).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, urlencode
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.auth import XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
+from gateway.errors import MISSING_CREDENTIALS, api_error_response
+from gateway.httpstrict import make_expect_handler, make_strict_middleware
+from gateway.models import Identity
+from gateway.proxy import ProxyForwarder
+from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PROXY_CONNECT_TIMEOUT = 5.0
+PROXY_READ_TIMEOUT = 300.0  # long-polling and slow notebook saves; websockets have no read timeout
+
+
+class Refusal(Exception):
+    """An answer the gateway gives instead of forwarding."""
+
+    def __init__(self, response: web.StreamResponse):
+        self.response = response
+
+
+def looks_like_api(request: web.Request, rest: str) -> bool:
+    """JupyterHub's test: a path segment 'api', or JSON preferred over HTML, or not a plain GET."""
+    if "api" in rest.split("/") or is_websocket_upgrade(request):
+        return True
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return True
+    return request.method not in ("GET", "HEAD")
+
+
+def refuse(status: int, message: str | None) -> Refusal:
+    return Refusal(api_error_response(status, message))
+
+
+def own_origin(request: web.Request) -> str:
+    public = request.app[keys.SETTINGS].public_url
+    if public:
+        parts = public.rstrip("/").split("/")
+        return "/".join(parts[:3])
+    return f"{request.scheme}://{request.host}"
+
+
+def check_browser_rules(request: web.Request, identity: Identity, route: Route) -> None:
+    """Cookie-authenticated requests only: XSRF for writes, exact Origin for upgrades, no XSSI."""
+    if identity.via != "cookie":
+        return
+    fetch_site = request.headers.get("Sec-Fetch-Site", "")
+    fetch_mode = request.headers.get("Sec-Fetch-Mode", "")
+    if is_websocket_upgrade(request):
+        if request.headers.get("Origin") != own_origin(request):
+            raise refuse(403, "Cross-origin websocket connections are not allowed")
+        return
+    if request.method in SAFE_METHODS:
+        if fetch_site == "cross-site" and fetch_mode not in ("navigate", ""):
+            raise refuse(403, "Cross-site requests are not allowed")
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != own_origin(request):
+        raise refuse(403, "Cross-origin requests are not allowed")
+    authorizer = request.app[keys.AUTHORIZER]
+    if not authorizer.check_xsrf(identity, presented_xsrf(request), route.prefix):
+        raise refuse(403, "'_xsrf' argument missing or invalid")
+
+
+def xsrf_cookie(request: web.Request, identity: Identity, prefix: str) -> tuple[str, ...]:
+    """Set our XSRF token as the ``_xsrf`` cookie on the server's path (what JupyterLab reads)."""
+    if identity.via != "cookie" or identity.session_id is None:
+        return ()
+    token = request.app[keys.AUTHORIZER].xsrf_token(identity.session_id, prefix)
+    if request.cookies.get(XSRF_COOKIE) == token:
+        return ()
+    secure = "; Secure" if request.secure else ""
+    return (f"{XSRF_COOKIE}={token}; Path={prefix}; SameSite=Lax{secure}",)
+
+
+def backend_target(request: web.Request) -> str:
+    """The target sent to the backend: the raw one, minus a ``token`` query parameter (our credential)."""
+    target = origin_form(request.raw_path)
+    if "token" not in request.query:
+        return target
+    path, _, query = target.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"]
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+def redirect(location: str) -> web.Response:
+    """A 302 with the Location exactly as built (web.HTTPFound would re-encode the query)."""
+    return web.Response(status=302, headers={"Location": location})
+
+
+def login_redirect(request: web.Request) -> Refusal:
+    settings = request.app[keys.SETTINGS]
+    next_url = quote(origin_form(request.raw_path), safe="")
+    return Refusal(redirect(f"{settings.hub_prefix}login?next={next_url}"))
+
+
+async def authorize_proxied(request: web.Request, kind: str, name: str, rest: str, route: Route | None) -> Identity:
+    """Raise Refusal unless the caller may reach this route (or learn that it is not running)."""
+    identity = await resolve_identity(request, allow_query_token=True)
+    app = request.app
+    api = looks_like_api(request, rest)
+    if identity.anonymous:
+        if api:
+            raise refuse(403, MISSING_CREDENTIALS)
+        raise login_redirect(request)
+    if kind == "services":
+        decision = identity.scopes.check(["access:services"], service=name)
+        if decision != "ok" or route is None:
+            raise refuse(403 if route is not None else 404, "No access to resources or resources not found")
+        return identity
+    server_name = route.server_name if route is not None else await stopped_server_name(request, name, rest)
+    groups = await app[keys.AUTHORIZER].groups_of(name)
+    decision = identity.scopes.check(["access:servers"], user=name, server=f"{name}/{server_name}",
+                                     user_groups=groups)
+    if decision != "ok":
+        if route is not None:
+            raise refuse(403, "Action is not authorized with current scopes; requires any of [access:servers]")
+        raise refuse(404, "No access to resources or resources not found")
+    if route is None:
+        raise not_running(request, name, server_name, rest, api)
+    return identity
+
+
+async def stopped_server_name(request: web.Request, user_name: str, rest: str) -> str:
+    """Which server a request for a non-running route meant: a named one if the first segment names it."""
+    first = rest.lstrip("/").split("/", 1)[0]
+    if not first or not request.app[keys.SETTINGS].allow_named_servers:
+        return ""
+    store = request.app[keys.STORE]
+    user = await store.get_user(user_name)
+    if user is not None and await store.get_server(user.id, first) is not None:
+        return first
+    return ""
+
+
+def not_running(request: web.Request, user_name: str, server_name: str, rest: str, api: bool) -> Refusal:
+    settings = request.app[keys.SETTINGS]
+    path = origin_form(request.raw_path).partition("?")[0]
+    spawn = f"{settings.hub_prefix}spawn/{quote(user_name, safe='@~')}" + (f"/{server_name}" if server_name else "")
+    if api:
+        return refuse(424, f"JupyterHub server no longer running at {path}. Restart the server at {spawn}")
+    hub_path = settings.hub_prefix + origin_form(request.raw_path)[len(settings.base_url):]
+    return Refusal(redirect(hub_path))
+
+
+async def proxied(request: web.Request) -> web.StreamResponse:
+    settings = request.app[keys.SETTINGS]
+    try:
+        target = canonical_target(request.raw_path, settings.base_url)
+    except BadPath as e:
+        return api_error_response(400, f"Bad request path: {e}")
+    if target is None:
+        return api_error_response(404, None)
+    kind, name, rest = target
+    routes: RouteTable = request.app[keys.ROUTES]
+    route = routes.lookup(kind, name, rest)
+    if rest == "" and route is not None:  # /user/alice -> /user/alice/ before anything else
+        raise web.HTTPFound(route.prefix + ("?" + request.query_string if request.query_string else ""))
+    try:
+        identity = await authorize_proxied(request, kind, name, rest, route)
+        assert route is not None
+        check_browser_rules(request, identity, route)
+    except Refusal as refusal:
+        return refusal.response
+    return await request.app[keys.PROXY].forward(request, route, target=backend_target(request),
+                                                 set_cookies=xsrf_cookie(request, identity, route.prefix))
+
+
+def body_limit(settings):
+    proxied_prefixes = (settings.base_url + "user/", settings.base_url + "services/")
+
+    def limit(request: web.Request) -> int:
+        return settings.proxy_max_body_size if request.path.startswith(proxied_prefixes) else settings.max_body_size
+
+    return limit
+
+
+async def proxy_context(app: web.Application):
+    settings = app[keys.SETTINGS]
+
+    def on_activity(route: Route) -> None:
+        servers = app.get(keys.SERVERS)
+        if servers is not None:
+            servers.note_activity(route.prefix)
+
+    def on_backend_error(route: Route) -> None:
+        servers = app.get(keys.SERVERS)
+        if servers is not None:
+            servers.backend_failed(route.prefix)
+
+    forwarder = ProxyForwarder(
+        gateway_cookie_names=frozenset({"gateway-login", XSRF_COOKIE}),
+        max_body_size=settings.proxy_max_body_size,
+        connect_timeout=PROXY_CONNECT_TIMEOUT,
+        read_timeout=PROXY_READ_TIMEOUT,
+        on_activity=on_activity,
+        on_backend_error=on_backend_error,
+    )
+    app[keys.PROXY] = forwarder
+    yield
+    await forwarder.close()
+
+
+def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    app[keys.ROUTES] = RouteTable()
+    app.middlewares.insert(0, make_strict_middleware(body_limit(settings)))
+    expect = make_expect_handler(body_limit(settings))
+    for kind in ("user", "services"):
+        app.router.add_route("*", f"{settings.base_url}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
+        app.router.add_route("*", f"{settings.base_url}{kind}", proxied, expect_handler=expect)
+    # listed before gateway.routes.servers in CAPABILITIES: the forwarder exists before servers are routed
+    app.cleanup_ctx.append(proxy_context)
