@@ -27,6 +27,9 @@ log = logging.getLogger("gateway")
 # Modules with a setup(app) function, in the order their routes and contexts are added.
 CAPABILITIES = (
     "gateway.routes.info",
+    "gateway.authenticators",
+    "gateway.pagekit",
+    "gateway.routes.login",
 )
 
 
