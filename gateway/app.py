@@ -30,6 +30,9 @@ CAPABILITIES = (
     "gateway.authenticators",
     "gateway.pagekit",
     "gateway.routes.login",
+    "gateway.routes.pages",
+    "gateway.routes.spawn",
+    "gateway.routes.admin",
 )
 
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import html
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -180,6 +181,32 @@ async def error_page(request: web.Request, status: int, message: str | None) -> 
         return web.Response(text=body, status=status, content_type="text/html")
 
 
+def ago(ts: float | None, never: str = "never") -> str:
+    """'3 minutes ago' for a UNIX time (pages show rough times; the API has the exact ones)."""
+    if ts is None:
+        return never
+    seconds = max(0, int(time.time() - ts))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def when(ts: float | None, none: str = "\u2014") -> str:
+    if ts is None:
+        return none
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def mount_pages(app: web.Application, routes: web.RouteTableDef) -> None:
+    """Register a page module's routes (paths relative to the hub prefix)."""
+    prefix = app[keys.SETTINGS].hub_prefix.rstrip("/")
+    for route in routes:
+        assert isinstance(route, web.RouteDef)
+        app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
+
+
 async def add_slash(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently(request.app[keys.SETTINGS].hub_prefix)
 
@@ -187,7 +214,8 @@ async def add_slash(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("gateway", "templates"), autoescape=True,
-                         default_helpers=False, trim_blocks=True, lstrip_blocks=True)
+                         default_helpers=False, trim_blocks=True, lstrip_blocks=True,
+                         filters={"ago": ago, "when": when})
     app[STATIC_VERSIONS] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
                             for p in STATIC_DIR.iterdir() if p.is_file()}
     app.router.add_static(settings.hub_prefix + "static/", STATIC_DIR, name="gateway-static")

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway import keys, sessions
 from gateway.errors import ApiError
-from gateway.pagekit import landing_url, page, page_identity, redirect, render
+from gateway.pagekit import mount_pages, landing_url, page, page_identity, redirect, render
 from gateway.redirects import safe_next_url
 
 log = logging.getLogger("gateway.login")
@@ -101,7 +101,4 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    prefix = app[keys.SETTINGS].hub_prefix.rstrip("/")
-    for route in routes:
-        assert isinstance(route, web.RouteDef)
-        app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
+    mount_pages(app, routes)
