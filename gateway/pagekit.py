@@ -96,7 +96,7 @@ def page(*, login: bool = True) -> Callable[[Handler], Handler]:
             request[keys.IDENTITY] = identity
             if login and identity.anonymous:
                 if request.method in ("GET", "HEAD"):
-                    raise web.HTTPFound(login_url(request))
+                    raise found(login_url(request))
                 raise ApiError(403, MISSING_CREDENTIALS)
             if login and request.method not in SAFE_METHODS:
                 form = await request.post()
@@ -127,6 +127,13 @@ def landing_url(request: web.Request, user: User) -> str:
 
 
 # ---------------------------------------------------------------- rendering
+
+
+def found(location: str) -> web.HTTPFound:
+    """A 302 to raise, with ``location`` sent exactly as given (aiohttp would re-encode its query)."""
+    exc = web.HTTPFound(location)
+    exc.headers["Location"] = location
+    return exc
 
 
 def redirect(location: str, status: int = 302) -> web.Response:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway import keys, sessions
 from gateway.errors import ApiError
-from gateway.pagekit import mount_pages, landing_url, page, page_identity, redirect, render
+from gateway.pagekit import found, landing_url, mount_pages, page, page_identity, redirect, render
 from gateway.redirects import safe_next_url
 
 log = logging.getLogger("gateway.login")
@@ -52,7 +52,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     identity = request[keys.IDENTITY]
     next_url = _next_of(request)
     if not identity.anonymous:
-        raise web.HTTPFound(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
+        raise found(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
     return _form(request, next_url=next_url)
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.models import Server, User
-from gateway.pagekit import mount_pages, landing_url, login_url, page, redirect, render
+from gateway.pagekit import found, landing_url, login_url, mount_pages, page, redirect, render
 from gateway.serialize import url_path_escape, user_url
 
 routes = web.RouteTableDef()
@@ -78,7 +78,7 @@ async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
 async def root(request: web.Request) -> web.StreamResponse:
     identity = request[keys.IDENTITY]
     if identity.anonymous:
-        raise web.HTTPFound(login_url(request, request.app[keys.SETTINGS].hub_prefix))
+        raise found(login_url(request, request.app[keys.SETTINGS].hub_prefix))
     return redirect(landing_url(request, identity.user))
 
 

@@ -25,7 +25,8 @@ from gateway.auth import current_identity, presented_xsrf
 from gateway.errors import ApiError, json_response
 from gateway.models import User
 from gateway.names import valid_server_name
-from gateway.pagekit import SAFE_METHODS, login_url, may, mount_pages, page, redirect, render, require_scope
+from gateway.pagekit import (SAFE_METHODS, found, login_url, may, mount_pages, page, redirect, render,
+                             require_scope)
 from gateway.redirects import safe_next_url
 from gateway.routes.pages import spawn_path
 from gateway.scopes import SCOPE_MESSAGE_NOT_FOUND
@@ -151,7 +152,7 @@ async def user_not_running(request: web.Request) -> web.StreamResponse:
     name, tail = request.match_info["user_name"], request.match_info["tail"]
     if identity.anonymous:
         if request.method in ("GET", "HEAD"):
-            raise web.HTTPFound(login_url(request))
+            raise found(login_url(request))
         raise ApiError(403, "Missing or invalid credentials.")
     if identity.via == "cookie" and request.method not in SAFE_METHODS:
         check_form_xsrf(request, identity, presented_xsrf(request))
