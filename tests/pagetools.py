@@ -6,7 +6,11 @@ interface the pages call (start/stop/status/list_servers/stop_all); it is not th
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -97,9 +101,9 @@ class StandInServers:
 _ABSENT = object()
 
 
-async def start_page_hub(settings, servers=_ABSENT):
+async def start_page_hub(settings, servers=_ABSENT, configure=None):
     """A started gateway like conftest's ``hub``; ``servers`` replaces app[keys.SERVERS] once the app's own
-    contexts ran (a StandInServers, or None for "no server manager")."""
+    contexts ran (a StandInServers, or None for "no server manager"); ``configure(app)`` runs before start."""
     from aiohttp import web
 
     from gateway import keys
@@ -116,6 +120,8 @@ async def start_page_hub(settings, servers=_ABSENT):
             yield
 
         app.cleanup_ctx.append(replace_servers)
+    if configure is not None:
+        configure(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -148,8 +154,8 @@ async def page_hub(make_settings):
     """start(servers=..., **settings) -> Hub; servers: a StandInServers, None (no manager) or left out."""
     hubs = []
 
-    async def start(servers=_ABSENT, **overrides):
-        hub = await start_page_hub(make_settings(**overrides), servers)
+    async def start(servers=_ABSENT, configure=None, **overrides):
+        hub = await start_page_hub(make_settings(**overrides), servers, configure)
         hubs.append(hub)
         return hub
 
@@ -172,3 +178,20 @@ async def browsers():
     yield new
     for browser in made:
         await browser.close()
+
+
+@pytest.fixture
+def system_account():
+    """A throw-away system user with a password (root and useradd needed), deleted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("PAM test needs root to create a system account")
+    if not (shutil.which("useradd") and shutil.which("chpasswd") and shutil.which("userdel")):
+        pytest.skip("PAM test needs useradd, chpasswd and userdel")
+    name = "gwpam" + secrets.token_hex(3)
+    password = "Pam-" + secrets.token_hex(8)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        yield name, password
+    finally:
+        subprocess.run(["userdel", name], check=False)

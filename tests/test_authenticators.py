@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
-
 import pytest
 
 from gateway import keys, passwords
 from gateway.authenticators import make_authenticator, set_user_password
 from gateway.config import ConfigError, load_settings
-from tests.pagetools import add_user, browsers, page_hub  # noqa: F401 (fixtures)
+from tests.pagetools import add_user, browsers, page_hub, system_account  # noqa: F401 (fixtures)
 
 PASSWORD = "correct horse battery"
 
@@ -120,23 +115,6 @@ async def test_authenticator_is_in_the_app(page_hub):
 
 
 # ---------------------------------------------------------------- PAM with a real system account
-
-
-@pytest.fixture
-def system_account():
-    """A throw-away system user with a password (root and useradd needed), deleted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("PAM test needs root to create a system account")
-    if not (shutil.which("useradd") and shutil.which("chpasswd") and shutil.which("userdel")):
-        pytest.skip("PAM test needs useradd, chpasswd and userdel")
-    name = "gwpam" + secrets.token_hex(3)
-    password = "Pam-" + secrets.token_hex(8)
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-        yield name, password
-    finally:
-        subprocess.run(["userdel", name], check=False)
 
 
 async def test_pam_login(page_hub, browsers, system_account):
