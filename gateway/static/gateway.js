@@ -113,9 +113,11 @@
       row.dataset.tokenId = model.id;
       const cells = [note || "\u2014", "just now", "never", model.expires_at ? model.expires_at.replace("T", " ").slice(0, 16) + " UTC" : "never",
         scopes.length ? scopes.join(" ") : "all of yours"];
+      const labels = ["Note", "Created", "Last used", "Expires", "Scopes"];
       cells.forEach((text, i) => {
         const cell = document.createElement("td");
         cell.textContent = text;
+        cell.dataset.label = labels[i];
         if (i === 4) cell.className = "mono";
         row.appendChild(cell);
       });

@@ -46,7 +46,7 @@ async def chromium():
 
 async def new_page(chromium, *, phone: bool = False):
     viewport = {"width": 375, "height": 740} if phone else {"width": 1200, "height": 820}
-    context = await chromium.new_context(viewport=viewport)
+    context = await chromium.new_context(viewport=viewport, reduced_motion="reduce")
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))  # confirm() on revoke/delete
