@@ -8,7 +8,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from gateway.redirects import safe_next_url
-from tests.pagetools import StandInServers, add_user, browsers, form_xsrf, page_hub  # noqa: F401 (fixtures)
+from tests.pagetools import StandInServers, add_user, browsers, page_hub  # noqa: F401 (fixtures)
 
 PASSWORD = "correct horse battery"
 E = "evil.example"

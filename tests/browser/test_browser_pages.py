@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from gateway.auth import SESSION_COOKIE
-from tests.pagetools import (StandInServers, add_stand_in_tokens_api, add_user, browsers,  # noqa: F401 (fixtures)
-                             page_hub, system_account)
+from tests.pagetools import (StandInServers, add_stand_in_tokens_api, add_user, page_hub,  # noqa: F401 (fixtures)
+                             system_account)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
