@@ -267,12 +267,20 @@ async def ensure_first_admin(store: Store, settings: Settings) -> str | None:
     return name
 
 
+async def end_blocked_sessions(store: Store, blocked: frozenset[str]) -> None:
+    """A user added to blocked_users is logged out at start (JupyterHub 5.2 also revokes their roles)."""
+    for user in (await store.get_users(sorted(blocked))).values():
+        await store.delete_user_sessions(user.id)
+        log.info("Ended the login sessions of blocked user %s", user.name)
+
+
 async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
     settings, store = app[keys.SETTINGS], app[keys.STORE]
     authenticator = make_authenticator(settings, store)
     authenticator.warn_about_config()
     if authenticator.manages_passwords and settings.create_first_admin:
         await ensure_first_admin(store, settings)
+    await end_blocked_sessions(store, authenticator.blocked_users)
     app[keys.AUTHENTICATOR] = authenticator
     yield
 

@@ -362,3 +362,26 @@ def test_throttle_window_slides():
     for i in range(100):
         small.failure(f"u{i}", f"a{i}")
     assert len(small._failures) <= 4
+
+
+async def test_blocked_user_is_logged_out_at_start(make_settings, browsers):
+    from tests.pagetools import start_page_hub
+
+    hub = await start_page_hub(make_settings(), None)
+    try:
+        await add_user(hub, "mallory", PASSWORD)
+        browser = browsers(hub)
+        await browser.login("mallory", PASSWORD)
+        saved = browser.cookie(SESSION_COOKIE)
+    finally:
+        await hub.session.close()
+        await hub.runner.cleanup()
+    hub = await start_page_hub(make_settings(blocked_users=frozenset({"mallory"})), None)
+    try:
+        replay = browsers(hub)
+        replay.session.cookie_jar.update_cookies({SESSION_COOKIE: saved})
+        assert (await replay.get("/hub/api/user"))[0] == 403
+        assert (await replay.login("mallory", PASSWORD))[0] == 403
+    finally:
+        await hub.session.close()
+        await hub.runner.cleanup()
