@@ -141,14 +141,6 @@ async def add_user(hub, name: str, password: str | None = None, *, admin: bool =
     return user
 
 
-async def has_route(hub, method: str, path: str) -> bool:
-    """Whether the app routes ``method`` on ``path`` (some pages call APIs that other branches add)."""
-    from aiohttp.test_utils import make_mocked_request
-
-    match = await hub.app.router.resolve(make_mocked_request(method, path, app=hub.app))
-    return match.http_exception is None
-
-
 @pytest.fixture
 async def page_hub(make_settings):
     """start(servers=..., **settings) -> Hub; servers: a StandInServers, None (no manager) or left out."""
