@@ -29,6 +29,12 @@ CAPABILITIES = (
     "gateway.routes.info",
     "gateway.routes.proxied",
     "gateway.routes.servers",
+    "gateway.authenticators",
+    "gateway.pagekit",
+    "gateway.routes.login",
+    "gateway.routes.pages",
+    "gateway.routes.spawn",
+    "gateway.routes.admin",
 )
 
 

@@ -233,3 +233,69 @@ async def _upgrade_db(settings: Settings) -> int:
     finally:
         await store.close()
     return 0
+
+
+# ---------------------------------------------------------------- set-password
+
+
+@subcommand("set-password")
+def set_password_command(argv: list[str]) -> int:
+    parser = common_parser("gateway set-password")
+    parser.add_argument("username", help="user whose password to set")
+    parser.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+    parser.add_argument("--create", action="store_true", help="create the user if it does not exist")
+    parser.add_argument("--admin", action="store_true", help="with --create: make the new user an admin")
+    parser.add_argument("--keep-sessions", dest="keep_sessions", action="store_true",
+                        help="do not log the user out of existing sessions")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        settings = settings_from(args, extra)
+    except ConfigError as e:
+        setup_logging("WARNING")
+        return report_config_error(e)
+    setup_logging(settings.log_level if args.log_level else "WARNING")
+    if settings.authenticator_class != "password":
+        print(f"Note: authenticator_class is {settings.authenticator_class!r}; stored passwords are used only by "
+              "the 'password' authenticator", file=sys.stderr)
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            print("The passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    return asyncio.run(_set_password(settings, args.username, password, args.create, args.admin,
+                                     not args.keep_sessions))
+
+
+async def _set_password(settings: Settings, raw_name: str, password: str, create: bool, admin: bool,
+                        end_sessions: bool) -> int:
+    from gateway.authenticators import set_user_password
+    from gateway.bootstrap import sync_config
+    from gateway.errors import ApiError
+    from gateway.names import normalize_username, validate_username
+    from gateway.store import Store
+
+    name = normalize_username(raw_name, settings)
+    if not validate_username(name, settings):
+        print(f"Invalid user name: {raw_name!r}", file=sys.stderr)
+        return 1
+    store = await Store.open(settings.db_path)
+    try:
+        await sync_config(store, settings)
+        user = await store.get_user(name)
+        if user is None and create:
+            user = await store.create_user(name, admin=admin, roles=("user", "admin") if admin else ("user",))
+        if user is None:
+            print(f"No such user: {raw_name} (add --create to create it)", file=sys.stderr)
+            return 1
+        await set_user_password(store, user, password, end_sessions=end_sessions)
+    except ApiError as e:
+        print(e.message, file=sys.stderr)
+        return 1
+    except ConfigError as e:
+        return report_config_error(e)
+    finally:
+        await store.close()
+    print(f"Password set for {name}", file=sys.stderr)
+    return 0

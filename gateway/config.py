@@ -400,6 +400,8 @@ KEYS: tuple[Key, ...] = (
     K("Authenticator", "username_map", "username_map", {}, as_str_dict, "Map of login names to user names."),
     K("Authenticator", "shared_password", "shared_password", "", as_str,
       "shared-password authenticator: the password every user logs in with."),
+    K("Authenticator", "user_password", "shared_password", "", as_str,
+      "shared-password authenticator: JupyterHub 5.3's name for shared_password."),
     K("Authenticator", "admin_password", "admin_password", "", as_str,
       "shared-password authenticator: the password admins log in with."),
     K("Authenticator", "password", "dummy_password", "", as_str, "dummy authenticator: deprecated shared password."),
@@ -427,6 +429,9 @@ KEYS: tuple[Key, ...] = (
       "Largest request body forwarded to a user server, in bytes."),
     K("Gateway", "data_dir", "data_dir", "", as_str,
       "Folder for per-user folders and server logs (default: next to the database)."),
+    K("Gateway", "create_first_admin", "create_first_admin", True, as_bool,
+      "password authenticator: when no user has a password, make an admin user with a random password "
+      "printed once to the log."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -510,6 +515,7 @@ class Settings:
     max_body_size: int = 1024 * 1024
     proxy_max_body_size: int = 512 * 1024 * 1024
     data_dir: str = ""
+    create_first_admin: bool = True
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)
@@ -623,8 +629,9 @@ def _check_consistency(settings: Settings) -> list[str]:
             re.compile(settings.username_pattern)
         except re.error as e:
             problems.append(f"Authenticator.username_pattern: not a valid regular expression: {e}")
-    if settings.authenticator_class == "shared-password" and not settings.shared_password:
-        problems.append("SharedPasswordAuthenticator.shared_password must be set for authenticator_class 'shared-password'")
+    if settings.authenticator_class == "shared-password" and not (settings.shared_password or settings.admin_password):
+        problems.append("SharedPasswordAuthenticator.user_password (or admin_password) must be set for "
+                        "authenticator_class 'shared-password'")
     for password, name in ((settings.shared_password, "shared_password"), (settings.admin_password, "admin_password")):
         if password and len(password) < 8:
             problems.append(f"SharedPasswordAuthenticator.{name} must be at least 8 characters")

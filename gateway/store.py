@@ -385,6 +385,10 @@ class Store:
         row = await self._one("SELECT password_hash FROM users WHERE name = ?", (name,))
         return row["password_hash"] if row else None
 
+    async def count_users_with_password(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE password_hash IS NOT NULL")
+        return row["n"] if row else 0
+
     # ------------------------------------------------------------ groups
 
     async def get_group(self, name: str) -> Group | None:

@@ -48,6 +48,7 @@ def make_settings(tmp_path: Path):
             cookie_secret_file=str(tmp_path / "gateway_cookie_secret"),
             data_dir=str(tmp_path / "data"),
             activity_resolution=1,
+            create_first_admin=False,  # tests make their own users; the first-admin start is tested on its own
         )
         values.update(overrides)
         return Settings(**values)
