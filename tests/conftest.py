@@ -48,6 +48,8 @@ def make_settings(tmp_path: Path):
             cookie_secret_file=str(tmp_path / "gateway_cookie_secret"),
             data_dir=str(tmp_path / "data"),
             activity_resolution=1,
+            # test hubs stop the servers they started; tests of survival across restarts turn this off
+            cleanup_servers=True,
             create_first_admin=False,  # tests make their own users; the first-admin start is tested on its own
         )
         values.update(overrides)
