@@ -442,7 +442,6 @@ class ProcessSpawner(Spawner):
             raise ValueError("ServerSpec.api_token is required: it is the server's secret")
         if self._pid and self._poll() is None:
             raise SpawnError(f"Server at {self.spec.server_prefix} is already running.")
-        self._reap_remnants()  # of a previous server that died without a stop()
         self._clear()
         self._last_exit_status = None
         self._begin_progress()
@@ -531,7 +530,6 @@ class ProcessSpawner(Spawner):
                 raise SpawnError(f"Server at {self.spec.server_prefix} was stopped while it was starting.")
             if status is not None:
                 tail = self._tail()
-                self._reap_remnants()
                 self._clear()
                 if _PORT_IN_USE.search(tail):
                     raise _PortTaken(tail)
@@ -590,6 +588,9 @@ class ProcessSpawner(Spawner):
             status = None if procs.is_running(self._pid, self._start_time, self._boot) else 0
         if status is not None:
             self._exit_status = self._last_exit_status = status
+            # the leader is gone: so is the server, whoever asked. Its stubborn children go with it,
+            # also when the caller never calls stop() after seeing the exit
+            self._reap_remnants()
         return status
 
     async def wait_for_exit(self) -> int:
@@ -609,7 +610,6 @@ class ProcessSpawner(Spawner):
         if self._poll() is None:
             log.warning("server at %s (pid %d) did not die after SIGKILL", self.spec.server_prefix, self._pid)
             return
-        self._reap_remnants()
         log.info("server at %s stopped (status %s)", self.spec.server_prefix, self._exit_status)
         self._clear()
 
@@ -633,10 +633,8 @@ class ProcessSpawner(Spawner):
         """SIGKILL the group without waiting: for cancelled starts, where we must not await."""
         if not self._pid:
             return
-        if self._poll() is None:
+        if self._poll() is None:  # (an exited leader's remnants were killed by that poll)
             procs.signal_group(self._pid, signal.SIGKILL)
-        else:
-            self._reap_remnants()
         # forget the Popen; subprocess reaps forgotten children on its next Popen()
         _CHILDREN.pop(self._pid, None)
         self._clear()

@@ -199,6 +199,16 @@ async def test_stop_kills_the_process_group(make_spawner, http):
     assert await spawner.poll() == 0
 
 
+async def test_a_crash_takes_the_group_along(make_spawner, http):
+    """When the server dies on its own, the first poll() that sees it kills the rest of its group."""
+    spawner = make_spawner(environment={"FAKE_SERVER_CHILD": "1"})
+    url = await spawner.start()
+    _, info = await get(http, f"{url}/user/alice/api/status", spawner.spec.api_token)
+    os.kill(spawner.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(spawner.wait_for_exit(), 10) == -signal.SIGKILL
+    assert await until_dead(info["child_pid"])
+
+
 async def test_stop_escalates_to_sigkill(make_spawner):
     spawner = make_spawner(environment={"FAKE_SERVER_IGNORE_SIGNALS": "1"}, interrupt_timeout=0.2, term_timeout=0.2)
     await spawner.start()
