@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -80,6 +81,8 @@ def is_running(pid: int, start_time: int, boot: str) -> bool:
 
 def signal_group(pgid: int, sig: int) -> bool:
     """Send `sig` to the whole group; False when the group no longer exists."""
+    if pgid <= 1:  # killpg(0) would hit our own group, killpg(1) init's
+        raise ValueError(f"refusing to signal process group {pgid}")
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
@@ -94,7 +97,7 @@ def kill_remnants(pgid: int, start_time: int, boot: str) -> bool:
     does not hand that pid out again; once none does, the pid may lead a stranger's new group. So:
     skip when a different process now holds the pid; otherwise the group, if any, is still ours.
     """
-    if boot and boot != boot_id():
+    if pgid <= 1 or (boot and boot != boot_id()):
         return False
     holder = read_stat(pgid)
     if holder is not None and holder.start_time != start_time:
@@ -125,16 +128,48 @@ def release_port(port: int) -> None:
     _RESERVED_PORTS.discard(port)
 
 
-# addresses (as /proc/net/tcp{,6} print them) whose listener answers connections to 127.0.0.1
+# addresses whose listener answers connections to 127.0.0.1
 _LOOPBACK_ANSWERING = {
-    "0100007F", "00000000",  # 127.0.0.1, 0.0.0.0
-    "00000000000000000000000000000000",  # ::, dual-stack
-    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
+    socket.AF_INET: {b"\x7f\x00\x00\x01", b"\x00\x00\x00\x00"},  # 127.0.0.1, 0.0.0.0
+    socket.AF_INET6: {bytes(16), bytes(10) + b"\xff\xff\x7f\x00\x00\x01"},  # ::, ::ffff:127.0.0.1
 }
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, _NLMSG_ERROR, _NLMSG_DONE = 4, 20, 2, 3
+_TCP_LISTEN_ONLY = 1 << 10  # TCPF_LISTEN: the kernel then walks only its (small) listening table
 
 
-def _listener_inodes(port: int) -> set[str] | None:
-    found: set[str] = set()
+def _listener_inodes_netlink(port: int) -> set[int]:
+    """Inodes of loopback-answering TCP listeners on `port`, asked of the kernel's sock_diag."""
+    found: set[int] = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(1.0)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, _TCP_LISTEN_ONLY)
+            header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, 0x301, family, 0)
+            nl.send(header + request)  # flags: NLM_F_REQUEST | NLM_F_DUMP
+            for _ in range(10_000):  # bounded: one reply batch per round
+                data, done, offset = nl.recv(65536), False, 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == _NLMSG_ERROR:
+                        raise OSError("sock_diag refused the request")
+                    if kind == _NLMSG_DONE or length < 16:
+                        done = True
+                        break
+                    msg = offset + 16  # struct inet_diag_msg
+                    sport = struct.unpack_from("!H", data, msg + 4)[0]
+                    src = data[msg + 8: msg + 8 + (4 if family == socket.AF_INET else 16)]
+                    if sport == port and src in _LOOPBACK_ANSWERING[family]:
+                        found.add(struct.unpack_from("=I", data, msg + 68)[0])
+                    offset += (length + 3) & ~3
+                if done:
+                    break
+    return found
+
+
+def _listener_inodes_proc(port: int) -> set[int] | None:
+    """The same from /proc/net/tcp{,6} (slower: the kernel walks every connection to print it)."""
+    hexes = {"0100007F", "00000000", "00000000000000000000000000000000", "0000000000000000FFFF00000100007F"}
+    found: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -145,41 +180,55 @@ def _listener_inodes(port: int) -> set[str] | None:
         for line in lines:
             cols = line.split()
             addr, _, hexport = cols[1].partition(":")
-            if cols[3] == "0A" and int(hexport, 16) == port and addr in _LOOPBACK_ANSWERING:
-                found.add(cols[9])
+            if cols[3] == "0A" and int(hexport, 16) == port and addr in hexes:
+                found.add(int(cols[9]))
     return found
+
+
+def _holds_socket(pid: int, wanted: set[str]) -> bool | None:
+    """Whether `pid` has one of the `wanted` socket links open; None when we may not look."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def listener_in_session(port: int, sid: int) -> bool | None:
     """Whether the listener on 127.0.0.1:`port` belongs to a process of session `sid`.
 
-    None when /proc does not let us tell (hidden processes, foreign namespaces): callers then trust
-    the port. This guards against the window between releasing a port and the server binding it.
+    None when we cannot tell (hidden processes, no sock_diag and no /proc/net): callers then trust
+    the port. This guards the window between releasing a picked port and the server binding it.
     """
-    inodes = _listener_inodes(port)
+    try:
+        inodes: set[int] | None = _listener_inodes_netlink(port)
+    except OSError:
+        inodes = _listener_inodes_proc(port)
     if not inodes:
         return None if inodes is None else False
     wanted = {f"socket:[{inode}]" for inode in inodes}
-    blind = False
+    held = _holds_socket(sid, wanted)  # the session leader itself is the usual listener
+    if held:
+        return True
+    blind = held is None
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == sid:
             continue
         stat = read_stat(int(entry.name))
         if stat is None or stat.session != sid:
             continue
-        try:
-            fds = os.listdir(f"/proc/{entry.name}/fd")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        except PermissionError:
-            blind = True
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry.name}/fd/{fd}") in wanted:
-                    return True
-            except OSError:
-                continue
+        held = _holds_socket(stat.pid, wanted)
+        if held:
+            return True
+        blind = blind or held is None
     return None if blind else False
 
 

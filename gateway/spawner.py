@@ -88,7 +88,7 @@ class ServerSpec:
     prefix: str = ""  # URL path of the server, '/user/alice/' or '/user/alice/nb/'; '' derives it
     api_token: str = ""  # the server's secret (its own hub API token)
     hub_api_url: str = ""  # where the server reaches the hub API, e.g. http://127.0.0.1:8000/hub/api
-    hub_url_base: str = ""  # the hub's own URL prefix; '' means base_url + 'hub/'
+    hub_url_base: str = ""  # the hub's own URL prefix (base_url + 'hub/'), for spawners that link to it
     public_url: str = ""  # public URL of this server, when JupyterHub.public_url is set
     public_hub_url: str = ""
     public_host: str = ""
@@ -108,10 +108,6 @@ class ServerSpec:
             return self.prefix
         named = f"{quote(self.server_name, safe='@~')}/" if self.server_name else ""
         return f"{self.base_url}user/{self.escaped_user}/{named}"
-
-    @property
-    def hub_prefix(self) -> str:
-        return self.hub_url_base or f"{self.base_url}hub/"
 
     @property
     def client_id(self) -> str:
@@ -295,6 +291,7 @@ class ProcessSpawner(Spawner):
         self._log_path = ""
         self._exit_status: int | None = None
         self._last_exit_status: int | None = None  # kept after stop(), for logs and tests
+        self._stopping = False
         super().__init__(options, spec, state)
 
     # ---- state
@@ -430,7 +427,8 @@ class ProcessSpawner(Spawner):
             env["JUPYTERHUB_DEBUG"] = "1"
         env["USER"] = spec.user
         env["HOME"] = str(home)
-        env["SHELL"] = (account.pw_shell if account else "") or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
+        shell = account.pw_shell if account else ""
+        env["SHELL"] = shell or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
         env.update(spec.env_extra)
         for key, value in options.environment.items():
             env[key] = str(value(self)) if callable(value) else str(value)
@@ -466,12 +464,13 @@ class ProcessSpawner(Spawner):
             port = procs.reserve_port()
             try:
                 self._launch(port)
-                self._emit({"progress": 50, "message": "Spawning server..."})
+                if attempt == 1:  # JupyterHub's own event, so the event stream reads the same
+                    self._emit({"progress": 50, "message": "Spawning server..."})
                 await self._wait_ready(port)
             except _PortTaken as exc:
                 await self.stop(now=True)
                 if attempt == 2:
-                    raise SpawnError(f"Server at {self.spec.server_prefix} could not get a free port.", str(exc)) from None
+                    raise SpawnError(f"Server at {self.spec.server_prefix} found no free port.", str(exc)) from None
                 log.warning("port %d was taken before %s could bind it; retrying", port, self.spec.server_prefix)
                 continue
             finally:
@@ -511,10 +510,10 @@ class ProcessSpawner(Spawner):
             raise SpawnError(f"Could not run {argv[0]!r}: {exc}") from None
         finally:
             os.close(fd)
-        stat = procs.read_stat(popen.pid)  # a child we have not reaped always has one
-        assert stat is not None
-        _CHILDREN[popen.pid] = _Child(popen, stat.start_time)
-        self._pid, self._port, self._start_time = popen.pid, port, stat.start_time
+        stat = procs.read_stat(popen.pid)  # an unreaped child always has one, where /proc is mounted
+        start_time = stat.start_time if stat else 0
+        _CHILDREN[popen.pid] = _Child(popen, start_time)
+        self._pid, self._port, self._start_time = popen.pid, port, start_time
         self._boot, self._log_path, self._exit_status = procs.boot_id(), str(log_path), None
         self._url = f"http://{procs.LOOPBACK}:{port}"
         log.info("started %s for %s (pid %d, port %d, log %s)", argv[0], self.spec.server_prefix,
@@ -527,9 +526,10 @@ class ProcessSpawner(Spawner):
         path = quote(self.spec.server_prefix, safe="/%@~:!$&'()*+,;=") + "api/status"
         while True:
             status = self._poll()
+            if status is not None and (self._stopping or not self._pid):
+                raise SpawnError(f"Server at {self.spec.server_prefix} was stopped while it was starting.")
             if status is not None:
                 tail = self._tail()
-                self._reap_remnants()
                 self._clear()
                 if _PORT_IN_USE.search(tail):
                     raise _PortTaken(tail)
@@ -588,6 +588,9 @@ class ProcessSpawner(Spawner):
             status = None if procs.is_running(self._pid, self._start_time, self._boot) else 0
         if status is not None:
             self._exit_status = self._last_exit_status = status
+            # the leader is gone: so is the server, whoever asked. Its stubborn children go with it,
+            # also when the caller never calls stop() after seeing the exit
+            self._reap_remnants()
         return status
 
     async def wait_for_exit(self) -> int:
@@ -599,39 +602,42 @@ class ProcessSpawner(Spawner):
         """SIGINT, SIGTERM, SIGKILL to the whole group, each with a bounded wait; ``now`` skips SIGINT."""
         if not self._pid:
             return
+        self._stopping = True
+        try:
+            await self._signal_until_exit(now)
+        finally:
+            self._stopping = False
+        if self._poll() is None:
+            log.warning("server at %s (pid %d) did not die after SIGKILL", self.spec.server_prefix, self._pid)
+            return
+        log.info("server at %s stopped (status %s)", self.spec.server_prefix, self._exit_status)
+        self._clear()
+
+    async def _signal_until_exit(self, now: bool) -> None:
         steps = [] if now else [(signal.SIGINT, self.options.interrupt_timeout)]
         steps += [(signal.SIGTERM, self.options.term_timeout), (signal.SIGKILL, self.options.kill_timeout)]
         for sig, timeout in steps:
             if self._poll() is not None:
-                break
+                return
             log.debug("sending %s to server at %s (group %d)", sig.name, self.spec.server_prefix, self._pid)
             procs.signal_group(self._pid, sig)
             if await self._wait_exited(timeout):
-                break
-        if self._poll() is None:
-            log.warning("server at %s (pid %d) did not die after SIGKILL", self.spec.server_prefix, self._pid)
-            return
-        self._reap_remnants()
-        log.info("server at %s stopped (status %s)", self.spec.server_prefix, self._exit_status)
-        self._clear()
+                return
 
     def _reap_remnants(self) -> None:
         """Kill what is left of the group once its leader has exited (children that ignored signals)."""
-        procs.kill_remnants(self._pid, self._start_time, self._boot)
+        if self._pid:
+            procs.kill_remnants(self._pid, self._start_time, self._boot)
 
     def _kill_now(self) -> None:
         """SIGKILL the group without waiting: for cancelled starts, where we must not await."""
         if not self._pid:
             return
-        if self._poll() is None:
+        if self._poll() is None:  # (an exited leader's remnants were killed by that poll)
             procs.signal_group(self._pid, signal.SIGKILL)
-        else:
-            self._reap_remnants()
         # forget the Popen; subprocess reaps forgotten children on its next Popen()
         _CHILDREN.pop(self._pid, None)
-        self._pid = self._port = self._start_time = 0
-        self._url = self._boot = ""
-        self._exit_status = None
+        self._clear()
 
     async def _wait_exited(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

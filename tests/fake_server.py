@@ -20,16 +20,17 @@ Environment switches:
   FAKE_SERVER_HANG=1            listen but never answer
   FAKE_SERVER_CHILD=1           start a child in our process group that ignores SIGINT and SIGTERM
   FAKE_SERVER_IGNORE_SIGNALS=1  ignore SIGINT and SIGTERM ourselves (only SIGKILL stops us)
+  FAKE_SERVER_PIDFILE=<path>    write our pid there first thing
 
 Run by hand: JUPYTER_TOKEN=abc python tests/fake_server.py --ServerApp.port=9999 --ServerApp.base_url=/user/a/
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import hmac
-import json
 import os
 import signal
 import socket
@@ -151,6 +152,9 @@ def make_app(base: str, secret: str, child_pid: int | None) -> web.Application:
 
 def main(argv: list[str]) -> int:
     print(f"fake server {os.getpid()} starting", flush=True)
+    if os.environ.get("FAKE_SERVER_PIDFILE"):
+        with open(os.environ["FAKE_SERVER_PIDFILE"], "w") as f:
+            f.write(str(os.getpid()))
     if os.environ.get("FAKE_SERVER_FAIL") == "1":
         print("fake server: failing at start as asked (FAKE_SERVER_FAIL=1)", flush=True)
         return 3
@@ -169,10 +173,23 @@ def main(argv: list[str]) -> int:
     if os.environ.get("FAKE_SERVER_CHILD") == "1":
         child_pid = subprocess.Popen([sys.executable, "-c", STUBBORN_CHILD]).pid
     app = make_app(base, os.environ.get("JUPYTER_TOKEN", ""), child_pid)
-    print(f"fake server {os.getpid()} listening on http://{ip}:{port}{base}", flush=True)
-    web.run_app(app, host=ip, port=port, print=None, handle_signals=not ignore, access_log=None)
+    asyncio.run(serve(app, ip, port, base, stop_on_signals=not ignore))
     return 0
 
+
+async def serve(app: web.Application, ip: str, port: int, base: str, stop_on_signals: bool) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, ip, port).start()
+    # CLOCK_MONOTONIC is shared by all processes: bench/spawn_time.py reads this to time readiness
+    print(f"fake server {os.getpid()} listening on http://{ip}:{port}{base} "
+          f"at monotonic {time.monotonic():.6f}", flush=True)
+    stop = asyncio.Event()
+    if stop_on_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

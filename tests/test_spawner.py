@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from gateway import procs
 from gateway.spawner import (
@@ -64,10 +65,10 @@ async def make_spawner(tmp_path):
 
     def make(user: str = "alice", server_name: str = "", *, cmd: tuple[str, ...] = FAKE,
              environment: dict | None = None, token: str | None = None, state: dict | None = None,
-             **options) -> ProcessSpawner:
+             hub_api_url: str = HUB_API, base_url: str = "/", **options) -> ProcessSpawner:
         opts = SpawnerOptions(cmd=cmd, environment=environment or {}, data_dir=str(tmp_path / "data"), **options)
         spec = ServerSpec(user=user, server_name=server_name, api_token=token or secrets.token_hex(32),
-                          hub_api_url=HUB_API)
+                          hub_api_url=hub_api_url, base_url=base_url)
         spawner = ProcessSpawner(opts, spec, state)
         made.append(spawner)
         return spawner
@@ -147,6 +148,19 @@ async def test_environment_of_the_server(make_spawner, http, monkeypatch):
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 
+async def test_odd_base_url_and_escaped_user_name(make_spawner, http):
+    spawner = make_spawner("zoë", "nb", base_url="/a%40b/")
+    prefix = "/a%40b/user/zo%C3%AB/nb/"
+    assert spawner.spec.server_prefix == prefix
+    url = await spawner.start()
+    async with http.get(URL(f"{url}{prefix}api/env", encoded=True), headers=auth(spawner.spec.api_token)) as resp:
+        assert resp.status == 200
+        env = await resp.json()
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == prefix and env["JUPYTERHUB_USER"] == "zoë"
+    assert env["JUPYTERHUB_CLIENT_ID"] == "jupyterhub-user-zo%C3%AB-nb"
+    assert Path(spawner.log_path).parent.name == "zo%C3%AB"
+
+
 async def test_configuration_cannot_replace_the_secret(make_spawner, http):
     spawner = make_spawner(environment={"JUPYTER_TOKEN": "chosen-by-config"})
     url = await spawner.start()
@@ -183,6 +197,16 @@ async def test_stop_kills_the_process_group(make_spawner, http):
     assert await until_dead(child_pid)  # it ignored SIGINT and SIGTERM: killed as a remnant of the group
     assert spawner.get_state() == {} and spawner.pid == 0 and spawner.url == ""
     assert await spawner.poll() == 0
+
+
+async def test_a_crash_takes_the_group_along(make_spawner, http):
+    """When the server dies on its own, the first poll() that sees it kills the rest of its group."""
+    spawner = make_spawner(environment={"FAKE_SERVER_CHILD": "1"})
+    url = await spawner.start()
+    _, info = await get(http, f"{url}/user/alice/api/status", spawner.spec.api_token)
+    os.kill(spawner.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(spawner.wait_for_exit(), 10) == -signal.SIGKILL
+    assert await until_dead(info["child_pid"])
 
 
 async def test_stop_escalates_to_sigkill(make_spawner):
@@ -241,13 +265,15 @@ async def test_start_timeout(make_spawner, tmp_path):
     assert spawner.get_state() == {}
 
 
-async def test_http_timeout_when_listening_but_silent(make_spawner):
-    spawner = make_spawner(environment={"FAKE_SERVER_HANG": "1"}, http_timeout=0.5)
+async def test_http_timeout_when_listening_but_silent(make_spawner, tmp_path):
+    pidfile = tmp_path / "pid"
+    spawner = make_spawner(environment={"FAKE_SERVER_HANG": "1", "FAKE_SERVER_PIDFILE": str(pidfile)},
+                           http_timeout=2)
     with pytest.raises(SpawnError) as failure:
         await spawner.start()
     assert "Spawner.http_timeout" in failure.value.message
-    pid = int(failure.value.log_tail.split()[2])  # "fake server <pid> starting"
-    assert await until_dead(pid)
+    assert await until_dead(int(pidfile.read_text()))
+    assert spawner.get_state() == {}
 
 
 async def test_cancelled_start_leaves_no_process(make_spawner, tmp_path):
@@ -265,6 +291,21 @@ async def test_cancelled_start_leaves_no_process(make_spawner, tmp_path):
     assert spawner.get_state() == {}
 
 
+async def test_stop_during_start(make_spawner, tmp_path):
+    pidfile = tmp_path / "pid"
+    spawner = make_spawner(cmd=("sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60', "sh"))
+    start = asyncio.create_task(spawner.start())
+    for _ in range(500):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await asyncio.sleep(0.01)
+    await spawner.stop()
+    with pytest.raises(SpawnError, match="stopped while it was starting"):
+        await start
+    assert await until_dead(int(pidfile.read_text()))
+    assert spawner.get_state() == {}  # and this test process, whose group is not the server's, lives on
+
+
 # ---- ports -------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -277,16 +318,18 @@ def first_port(monkeypatch):
     return use
 
 
-async def test_retry_when_the_port_was_taken_by_a_silent_listener(make_spawner, http, first_port):
+async def test_retry_when_the_port_was_taken_by_a_silent_listener(make_spawner, http, first_port, caplog):
     with socket.create_server(("127.0.0.1", 0)) as squatter:
         first_port(squatter.getsockname()[1])
         spawner = make_spawner()
         url = await spawner.start()
         assert spawner.port != squatter.getsockname()[1]
+    assert "retrying" in caplog.text
     assert (await get(http, f"{url}/user/alice/api/status", spawner.spec.api_token))[0] == 200
 
 
-async def test_retry_when_the_port_was_taken_by_another_web_server(make_spawner, http, first_port, aiohttp_server):
+async def test_retry_when_the_port_was_taken_by_another_web_server(make_spawner, http, first_port, aiohttp_server,
+                                                                    caplog):
     other = web.Application()
     async def someone_else(request: web.Request) -> web.Response:
         return web.json_response({"i am": "someone else"})
@@ -299,6 +342,24 @@ async def test_retry_when_the_port_was_taken_by_another_web_server(make_spawner,
     assert spawner.port != squatter.port
     status, body = await get(http, f"{url}/user/alice/api/status", spawner.spec.api_token)
     assert status == 200 and body["pid"] == spawner.pid
+    assert "retrying" in caplog.text
+
+
+async def test_listener_ownership(make_spawner):
+    spawner = make_spawner()
+    await spawner.start()
+    assert procs.listener_in_session(spawner.port, spawner.pid) is True
+    with socket.create_server(("127.0.0.1", 0)) as ours:
+        assert procs.listener_in_session(ours.getsockname()[1], spawner.pid) is False
+        assert procs.listener_in_session(ours.getsockname()[1], os.getsid(0)) is True
+    assert procs.listener_in_session(procs.reserve_port(), spawner.pid) is False
+
+
+def test_listener_lookup_by_sock_diag_and_by_proc_agree():
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port, inode = held.getsockname()[1], os.fstat(held.fileno()).st_ino
+        assert procs._listener_inodes_netlink(port) == {inode}
+        assert procs._listener_inodes_proc(port) == {inode}
 
 
 async def test_concurrent_starts(make_spawner, http):
@@ -398,6 +459,34 @@ async def test_default_command_is_jupyter_server_next_to_python(make_spawner, ht
     url = await spawner.start()
     assert (await get(http, f"{url}/user/alice/api/status", spawner.spec.api_token))[0] == 200
     assert Path(f"/proc/{spawner.pid}/cmdline").read_bytes().split(b"\0")[1] == bytes(JUPYTER_SERVER)
+
+
+async def test_unchanged_jupyterhub_singleuser(make_spawner, http, aiohttp_server):
+    """jupyterhub-singleuser asks the hub API who a token belongs to; a stub hub answers here."""
+    token = secrets.token_hex(32)
+    asked: list[tuple[str, str, str | None]] = []
+
+    async def hub_api(request: web.Request) -> web.Response:
+        presented = request.headers.get("Authorization")
+        asked.append((request.method, request.path, presented))
+        if request.path == "/hub/api/user":
+            if presented != f"token {token}":
+                return web.json_response({"status": 403, "message": "Forbidden"}, status=403)
+            return web.json_response({"kind": "user", "name": "alice", "admin": False, "groups": [],
+                                      "scopes": ["access:servers!server=alice/", "users:activity!user=alice"]})
+        return web.json_response({})
+
+    hub = web.Application()
+    hub.router.add_route("*", "/{tail:.*}", hub_api)
+    stub = await aiohttp_server(hub, host="127.0.0.1")
+    spawner = make_spawner(cmd=(str(Path(sys.executable).parent / "jupyterhub-singleuser"),), token=token,
+                           hub_api_url=f"http://127.0.0.1:{stub.port}/hub/api")
+    url = await spawner.start()
+    status_url = f"{url}/user/alice/api/status"
+    assert (await get(http, status_url, token))[0] == 200
+    assert (await get(http, status_url))[0] == 403
+    assert (await get(http, status_url, secrets.token_hex(32)))[0] == 403
+    assert ("GET", "/hub/api/user", f"token {token}") in asked
 
 
 # ---- running as the user's system account ------------------------------------------------------
