@@ -7,6 +7,7 @@ Capabilities register themselves through a ``setup(app)`` function listed in CAP
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -75,7 +76,9 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         activity=activity,
     )
     activity.start()
+    watcher = asyncio.create_task(app[keys.STORE].watch_other_writers(), name="store-watch")
     yield
+    watcher.cancel()
     await activity.stop()
 
 

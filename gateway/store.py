@@ -242,6 +242,26 @@ class Store:
         rows = await self._reader.execute_fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def data_version(self) -> int:
+        """sqlite's data_version as the reader sees it: it changes when any other connection commits."""
+        row = await self._one("PRAGMA data_version")
+        return row[0] if row else 0
+
+    async def watch_other_writers(self, interval: float = 1.0) -> None:
+        """Bump both cache counters when the file changed under us (``gateway token``/``set-password`` run
+        in another process), so revocations from outside reach the in-process caches within ``interval``."""
+        seen = await self.data_version()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                version = await self.data_version()
+            except sqlite3.Error:
+                continue
+            if version != seen:
+                seen = version
+                self._authz_changed()
+                self._revoked()
+
     def _authz_changed(self) -> None:
         self.authz_version += 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import re
 import subprocess
@@ -327,8 +329,13 @@ async def test_set_password_cli(gateway_process):
         result = run_cli(proc, "set-password", "alice", "-f", str(proc.config_path), "--stdin",
                               input_text="another-password\n")
         assert result.returncode == 0, result.stderr
-        async with session.get(proc.url + "/hub/api/user") as r:
-            assert r.status == 403
+        # the running gateway notices another process's write within its watch interval (1 s)
+        for _ in range(100):
+            async with session.get(proc.url + "/hub/api/user") as r:
+                if r.status == 403:
+                    break
+            await asyncio.sleep(0.05)
+        assert r.status == 403
     assert "a-new-password" not in proc.log() and "another-password" not in proc.log()
     short = run_cli(proc, "set-password", "alice", "-f", str(proc.config_path), "--stdin", input_text="short\n")
     assert short.returncode == 1 and "at least 8" in short.stderr
