@@ -427,6 +427,8 @@ KEYS: tuple[Key, ...] = (
       "Largest request body forwarded to a user server, in bytes."),
     K("Gateway", "data_dir", "data_dir", "", as_str,
       "Folder for per-user folders and server logs (default: next to the database)."),
+    K("Gateway", "shutdown_timeout", "shutdown_timeout", 10.0, as_number(0),
+      "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -510,6 +512,7 @@ class Settings:
     max_body_size: int = 1024 * 1024
     proxy_max_body_size: int = 512 * 1024 * 1024
     data_dir: str = ""
+    shutdown_timeout: float = 10.0
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)
