@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION, keys
+from gateway.logs import loggable_url
 from gateway.store import StoreError
 
 log = logging.getLogger("gateway.errors")
@@ -95,10 +96,10 @@ def make_error_middleware(api_prefix: str, hub_prefix: str):
             response = await _render(request, api, e.status, _http_exception_message(e), None)
         except StoreError as e:
             # Disk full or read-only database: writes fail clearly, reads keep working.
-            log.error("%s %s: %s", request.method, request.path, e)
+            log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
             response = await _render(request, api, 503, str(e), None)
         except Exception:
-            log.exception("Unhandled error in %s %s", request.method, request.path)
+            log.exception("Unhandled error in %s %s", request.method, loggable_url(request.raw_path))
             response = await _render(request, api, 500, "Internal Server Error", None)
         if not response.prepared:
             response.headers.setdefault("X-JupyterHub-Version", JUPYTERHUB_API_VERSION)
@@ -114,7 +115,7 @@ async def _page_or_passthrough(request: web.Request, handler):
     except ApiError as e:
         return await _render(request, False, e.status, e.message, e.headers)
     except StoreError as e:
-        log.error("%s %s: %s", request.method, request.path, e)
+        log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
         return await _render(request, False, 503, str(e), None)
 
 

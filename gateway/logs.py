@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import keys
 
@@ -141,8 +142,27 @@ class AccessLogger(AbstractAccessLogger):
 def _hub_prefix(request: web.BaseRequest) -> str:
     try:
         return request.app[keys.SETTINGS].hub_prefix  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, RuntimeError):
-        return "/hub/"
+    except (AttributeError, AssertionError, KeyError, RuntimeError):
+        return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs every request its parser refuses at ERROR, with a traceback quoting the raw
+    request line. Anyone can send those: make them one WARNING line, cut to size (scrubbed by
+    the formatter like every line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 0) < 500:
+            return True
+        if not logging.getLogger().isEnabledFor(logging.WARNING):
+            return False
+        detail = " ".join(str(exc.message).split())
+        record.msg, record.args = "Bad request from %s: %s", (clip(str(record.args[0] if record.args else "-")),
+                                                               clip(detail))
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 def access_log_args() -> dict[str, object]:
@@ -180,6 +200,7 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(ScrubbingFormatter(LOG_FORMAT, DATE_FORMAT))
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
+        logging.getLogger("aiohttp.server").addFilter(BadRequestFilter())
     set_level(level)
 
 
