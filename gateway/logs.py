@@ -44,23 +44,29 @@ SECRET_PARAM_PARTS = ("token", "auth", "key", "code", "state", "xsrf", "secret",
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 # Safety-net patterns for free text (messages, tracebacks, repr of raw request bytes).
-_TEXT_PATTERNS = (
-    # name=value pairs, as in a query string or a form body
-    (re.compile(r"(?i)((?<![a-z0-9])[a-z0-9_.-]*(?:token|xsrf|secret|password|passwd|auth)"
-                r"[a-z0-9_.-]*=)[^&\s\"'<>;,\\]+"), r"\1" + SECRET),
-    (re.compile(r"(?i)((?<![a-z0-9_.-])(?:code|state|key|session)=)[^&\s\"'<>;,\\]+"), r"\1" + SECRET),
-    # header lines and dict reprs: Authorization: ..., 'Cookie': '...'
-    (re.compile(r"(?i)((?:proxy-)?authorization|cookie|set-cookie|x-xsrftoken|x-csrftoken)"
-                r"(['\"]?\s*[:=]\s*['\"]?)[^\r\n'\"]+"), r"\1\2" + SECRET),
-    # "token abc..." / "bearer abc..." as an Authorization value quoted elsewhere
-    (re.compile(r"(?i)\b(token|bearer)(\s+)[A-Za-z0-9_\-.~+/=]{8,}"), r"\1\2" + SECRET),
-)
+_PAIR = re.compile(r"(?<![A-Za-z0-9_.%-])([A-Za-z0-9_.%-]+)=([^&\s\"'<>;,\\=?]+)")  # name=value, as in a query or a form body
+_HEADER = re.compile(r"(?i)((?:proxy-)?authorization|cookie|set-cookie|x-xsrftoken|x-csrftoken)"
+                     r"(['\"]?\s*[:=]\s*['\"]?)[^\r\n'\"]+")  # header lines and dict reprs
+_SCHEME = re.compile(r"(?i)\b(token|bearer)(\s+)[A-Za-z0-9_\-.~+/=]{8,}")  # an Authorization value quoted alone
+_SCHEME_HINT = re.compile(r"(?:token|bearer)\s")
+_HEADER_WORDS = ("authorization", "cookie", "xsrf", "csrf")
+
+
+def _scrub_pair(match: re.Match) -> str:
+    return f"{match.group(1)}={SECRET}" if _secret_param(match.group(1)) else match.group()
 
 
 def scrub_text(text: str) -> str:
-    """Replace anything that looks like a credential in free text with ``[secret]``."""
-    for pattern, replacement in _TEXT_PATTERNS:
-        text = pattern.sub(replacement, text)
+    """Replace anything that looks like a credential in free text with ``[secret]``.
+
+    Each pattern runs only when a cheap substring test says it could match: most lines have none."""
+    if "=" in text:
+        text = _PAIR.sub(_scrub_pair, text)
+    lowered = text.lower()
+    if any(word in lowered for word in _HEADER_WORDS):
+        text = _HEADER.sub(r"\1\2" + SECRET, text)
+    if _SCHEME_HINT.search(lowered):
+        text = _SCHEME.sub(r"\1\2" + SECRET, text)
     return text
 
 
@@ -74,7 +80,7 @@ def clip(text: str, limit: int = MAX_FIELD) -> str:
 
 
 def _secret_param(name: str) -> bool:
-    lowered = unquote(name).lower()
+    lowered = (unquote(name) if "%" in name else name).lower()
     return any(part in lowered for part in SECRET_PARAM_PARTS)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,7 +76,7 @@ class Metrics:
         self._status_class = [self.proxy_requests.labels(c) for c in STATUS_CLASSES]
         self._bytes_in = self.proxy_bytes.labels("in")
         self._bytes_out = self.proxy_bytes.labels("out")
-        self._request_children: dict[tuple[str, str, int], object] = {}
+        self._request_children: dict[str, dict[str, dict[int, Any]]] = {}
         for status in ("success", "failure", "cancelled"):
             self.spawn_duration.labels(status, "")
         self._stop_success = self.stop_duration.labels("success")
@@ -111,13 +112,19 @@ class Metrics:
     # ------------------------------------------------------------ hub requests
 
     def observe_request(self, method: str, handler: str, code: int, seconds: float) -> None:
-        key = (method, handler, code)
-        child = self._request_children.get(key)
+        # Nested dicts rather than a tuple key: no allocation per request once a series exists.
+        if method not in METHODS:
+            method = "other"  # attacker-chosen methods must not create series
+        by_handler = self._request_children.get(method)
+        if by_handler is None:
+            by_handler = self._request_children[method] = {}
+        by_code = by_handler.get(handler)
+        if by_code is None:
+            by_code = by_handler[handler] = {}
+        child = by_code.get(code)
         if child is None:
-            if method not in METHODS:
-                method = "other"  # attacker-chosen methods must not create series
-            child = self._request_children[key] = self.request_duration.labels(method, handler, str(code))
-        child.observe(seconds)  # type: ignore[attr-defined]
+            child = by_code[code] = self.request_duration.labels(method, handler, str(code))
+        child.observe(seconds)
 
     def observe_startup(self) -> None:
         self.startup_duration.observe(time.monotonic() - self.created)

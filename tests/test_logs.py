@@ -22,7 +22,8 @@ def test_scrub_query_and_text():
     assert "abc123secret" not in scrub_text("{'Cookie': 'gateway-login=abc123secret'}")
     assert "abc123secret" not in scrub_text("b'GET /x?token=abc123secret HTTP/1.1'")
     assert "abc123secret" not in scrub_text("headers: authorization=Bearer abc123secret")
-    assert scrub_text("status_code=200 exit 3") == "status_code=200 exit 3"
+    assert scrub_text("user=alice n=3 url=/x?token=abc123secret") == "user=alice n=3 url=/x?token=[secret]"
+    assert scrub_text("200 GET /hub/api/user (alice@127.0.0.1) 1.2ms") == "200 GET /hub/api/user (alice@127.0.0.1) 1.2ms"
 
 
 def test_clip_bounds_and_escapes():
