@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from gateway import keys
 from gateway.culler import CULLER
@@ -144,3 +149,30 @@ async def test_one_pass_semantics(start_hub):
     assert report.stopped == ["fay/a"]
     user = await hub.store.get_user("fay")
     assert {s.name for s in (await hub.store.servers_of_users([user.id]))[user.id]} == {"a", "b"}
+
+
+async def test_external_jupyterhub_idle_culler_still_works(start_hub):
+    """jupyterhub-idle-culler, run as JupyterHub runs it (a process talking to the REST API), stops an idle
+    server and spares an active one. Needs the users API (GET /users?state=ready)."""
+    hub = await start_hub(spawner_cmd=FAKE, allow_named_servers=True, spawner_start_timeout=20.0)
+    admin = await hub.new_token("root", admin=True)
+    if (await hub.api("GET", "/users?state=ready", token=admin)).status != 200:
+        pytest.skip("the users API is not mounted in this build")
+    idle, busy = await hub.new_token("idle"), await hub.new_token("busy")
+    assert (await hub.api("POST", "/users/idle/server", token=idle)).status == 201
+    assert (await hub.api("POST", "/users/busy/server", token=busy)).status == 201
+    env = dict(os.environ, JUPYTERHUB_API_TOKEN=admin)
+    culler = subprocess.Popen([sys.executable, "-m", "jupyterhub_idle_culler", f"--url={hub.api_url}",
+                               "--timeout=2", "--cull-every=1"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        servers = hub.app[keys.SERVERS]
+        await wait_for(lambda: servers.status("idle", "") is None, keep_alive=[(hub, "busy", "")], timeout=60)
+        assert servers.status("busy", "") == "ready"
+    finally:
+        culler.send_signal(signal.SIGTERM)
+        try:
+            culler.wait(10)
+        except subprocess.TimeoutExpired:
+            culler.kill()
+            culler.wait()
