@@ -337,8 +337,15 @@ class ServerManager:
         task = entry.task
         if task is None or task.done():
             return
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our caller is being cancelled (client gone, shutdown bound): let it end
+            # else the action itself was cancelled (a stop cancelled the start): settled
 
     # ------------------------------------------------------------ routing
 

@@ -111,6 +111,36 @@ async def test_sigterm_finishes_in_flight_requests_and_keeps_servers(gateway_pro
             assert r.status in (202, 204)
 
 
+async def test_sigterm_cuts_requests_longer_than_shutdown_timeout(gateway_process):
+    very_slow = ("/bin/sh", "-c", 'sleep 30; exec "$@"', "sh", *FAKE)
+    config = (f"c.Authenticator.admin_users = {{'alice'}}\nc.Spawner.cmd = {list(very_slow)!r}\n"
+              "c.Spawner.start_timeout = 60\nc.Gateway.shutdown_timeout = 0.5\n")
+    gw = gateway_process(config)
+    gw.start()
+    await gw.wait_ready()
+    headers = {"Authorization": f"token {cli_token(gw, 'alice')}"}
+    api = gw.url + "/hub/api/users/alice/server"
+    async with aiohttp.ClientSession(headers=headers) as s, aiohttp.ClientSession(headers=headers) as poll:
+        async def start_server() -> int | str:
+            try:
+                async with s.post(api) as r:
+                    return r.status
+            except aiohttp.ClientError as e:
+                return type(e).__name__
+
+        async def spawning() -> bool:
+            async with poll.get(api) as r:
+                return r.status == 200 and (await r.json())["pending"] == "spawn"
+
+        start = asyncio.create_task(start_server())
+        await wait_until(spawning)
+        gw.signal(signal.SIGTERM)
+        assert gw.proc.wait(30) == 0  # well before the 30 s start would have finished
+        assert await start == "ServerDisconnectedError"
+    # the start it cut short was abandoned: nothing recorded as running
+    assert db_rows(gw, "SELECT url, started FROM servers WHERE name = ''") == [("", None)]
+
+
 async def test_sighup_reloads_config(gateway_process):
     gw = gateway_process("c.Authenticator.admin_users = {'alice'}\n")
     gw.start()
