@@ -74,7 +74,7 @@ async def test_second_gateway_on_same_database_refuses(gateway_process):
 
 async def test_sigterm_finishes_in_flight_requests_and_keeps_servers(gateway_process):
     config = (f"c.Authenticator.admin_users = {{'alice'}}\nc.Spawner.cmd = {list(SLOW_FAKE)!r}\n"
-              "c.Spawner.start_timeout = 30\n")
+              "c.Spawner.start_timeout = 30\nc.Gateway.shutdown_timeout = 60\n")  # generous for loaded CI machines
     gw = gateway_process(config)
     gw.start()
     await gw.wait_ready()
