@@ -147,10 +147,16 @@ async def _reload(app, reload_config: Callable[[], Settings]) -> None:
 
     log.info("SIGHUP: reloading configuration")
     try:
-        applied, restart = await reload_settings(app, reload_config())
+        new = reload_config()
     except ConfigError as e:
         for problem in e.problems:
             log.error("Reload failed, configuration unchanged: %s", problem)
+        return
+    try:
+        applied, restart = await reload_settings(app, new)
+    except ConfigError as e:  # users/roles/services synchronised up to the problem; settings kept
+        for problem in e.problems:
+            log.error("Reload applied in part (running settings unchanged): %s", problem)
         return
     except Exception:
         log.exception("Reload failed")
