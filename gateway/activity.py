@@ -25,6 +25,8 @@ class ActivityRecorder:
         self._tokens: dict[int, float] = {}
         self._users: dict[int, float] = {}
         self._servers: dict[int, float] = {}
+        self._flushing_users: dict[int, float] = {}
+        self._flushing_servers: dict[int, float] = {}
         self._task: asyncio.Task | None = None
 
     def note_token(self, token: Token, user: User | None) -> None:
@@ -43,18 +45,25 @@ class ActivityRecorder:
         self._users[user_id] = max(when, self._users.get(user_id, 0))
 
     def pending_server_activity(self, server_id: int) -> float | None:
-        """Activity noted but not yet flushed, so readers (culling) see the freshest value."""
-        return self._servers.get(server_id)
+        """Activity noted but not yet in the store (including a flush under way), so readers
+        (culling) see the freshest value."""
+        return _latest(self._servers.get(server_id), self._flushing_servers.get(server_id))
+
+    def pending_user_activity(self, user_id: int) -> float | None:
+        return _latest(self._users.get(user_id), self._flushing_users.get(user_id))
 
     async def flush(self) -> None:
         tokens, users, servers = self._tokens, self._users, self._servers
         self._tokens, self._users, self._servers = {}, {}, {}
+        self._flushing_users, self._flushing_servers = users, servers
         try:
             await self.store.touch_tokens(tokens)
             await self.store.touch_users(users)
             await self.store.touch_servers(servers)
         except StoreError as e:
             log.warning("Could not record activity: %s", e)
+        finally:
+            self._flushing_users, self._flushing_servers = {}, {}
 
     async def _run(self) -> None:
         while True:
@@ -70,3 +79,9 @@ class ActivityRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b

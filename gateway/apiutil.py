@@ -42,7 +42,12 @@ async def json_body(request: web.Request) -> Any:
         raise ApiError(413, f"Request body too large: {request.content_length} bytes (limit {limit})")
     if not request.body_exists:
         return None
-    data = await request.content.read(limit + 1)
+    data = bytearray()
+    while len(data) <= limit:  # read(n) returns what has arrived, not n bytes: loop until EOF
+        chunk = await request.content.read(limit + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
     if len(data) > limit:
         raise ApiError(413, f"Request body too large (limit {limit} bytes)")
     if not data.strip():

@@ -21,12 +21,14 @@ from gateway.auth import Authorizer, make_identity_middleware
 from gateway.bootstrap import sync_config
 from gateway.config import Settings
 from gateway.errors import make_error_middleware
+from gateway.logs import access_log_args
 from gateway.store import Store
 
 log = logging.getLogger("gateway")
 
 # Modules with a setup(app) function, in the order their routes and contexts are added.
 CAPABILITIES = (
+    "gateway.metrics",  # first: sets app[METRICS] for the contexts below and times every hub request
     "gateway.routes.info",
     "gateway.routes.proxied",
     "gateway.routes.servers",
@@ -36,6 +38,7 @@ CAPABILITIES = (
     "gateway.routes.pages",
     "gateway.routes.spawn",
     "gateway.routes.admin",
+    "gateway.culler",  # after servers: its context stops before the ServerManager closes
 )
 
 
@@ -89,7 +92,8 @@ def create_app(settings: Settings) -> web.Application:
             make_identity_middleware(settings.hub_prefix),
         ],
         client_max_size=settings.max_body_size,
-        handler_args={"max_field_size": 8190, "max_line_size": 8190},
+        # The access logger rides in handler_args, which override the runner's arguments.
+        handler_args={"max_field_size": 8190, "max_line_size": 8190, **access_log_args()},
     )
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.append(store_context)

@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from gateway import __version__, keys
-from gateway.security import InsecureSecretFile
 from gateway.config import ConfigError, Settings, generate_config, load_settings, parse_overrides
+from gateway.lifecycle import AlreadyRunning, acquire_database_lock, release_database_lock
+from gateway.logs import configure_logging, set_level
+from gateway.security import InsecureSecretFile
 
 log = logging.getLogger("gateway")
 
@@ -34,14 +36,7 @@ def subcommand(name: str):
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="[%(levelname).1s %(asctime)s %(name)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-    # aiosqlite logs every statement at DEBUG: noise, and it would show token hashes.
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    configure_logging(level)
 
 
 def common_parser(prog: str) -> argparse.ArgumentParser:
@@ -79,30 +74,96 @@ def report_config_error(e: ConfigError) -> int:
 # ---------------------------------------------------------------- serve
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, reload_config: Callable[[], Settings] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or POST /hub/api/shutdown); SIGHUP re-reads the config.
+
+    Stopping: the listening socket closes first, in-flight requests get ``shutdown_timeout``
+    seconds to finish (``on_shutdown`` hooks run meanwhile, e.g. the proxy closing websockets
+    with 1001), then the contexts unwind; user servers keep running unless ``cleanup_servers``.
+    Raises AlreadyRunning when another gateway serves the same database.
+    """
     from aiohttp import web
 
     from gateway.app import create_app
 
-    app = create_app(settings)
-    stop = asyncio.Event()
-    app[keys.SHUTDOWN] = stop.set  # POST /hub/api/shutdown ends the gateway through this
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    lock = acquire_database_lock(settings.db_path)
     try:
-        await runner.setup()  # runs start-up contexts: config errors surface here, before binding
-    except BaseException:
-        await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
-        raise
-    site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
-    await site.start()
-    log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host, settings.listen_port,
-             settings.base_url)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("Stopping gateway")
-    await runner.cleanup()
+        app = create_app(settings)
+        stop = asyncio.Event()
+        app[keys.SHUTDOWN] = _shutdown_function(app, stop)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout)
+        try:
+            await runner.setup()  # runs start-up contexts: config errors surface here, before binding
+        except BaseException:
+            await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
+            raise
+        try:
+            site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+            await site.start()
+            log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host,
+                     settings.listen_port, settings.base_url)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            reloads: set[asyncio.Task] = set()
+            if reload_config is not None:
+                def on_sighup() -> None:
+                    task = asyncio.create_task(_reload(app, reload_config))
+                    reloads.add(task)
+                    task.add_done_callback(reloads.discard)
+
+                loop.add_signal_handler(signal.SIGHUP, on_sighup)
+            await stop.wait()
+            log.info("Stopping gateway (in-flight requests get %gs)", settings.shutdown_timeout)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _force_exit, sig)
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no reload (nor death) while stopping
+        finally:
+            await runner.cleanup()
+    finally:
+        release_database_lock(lock)
+
+
+def _force_exit(sig: signal.Signals) -> None:
+    """A second SIGTERM/SIGINT while stopping: leave now (servers keep running; sqlite's WAL is safe)."""
+    log.warning("%s while stopping: exiting without waiting", sig.name)
+    os._exit(1)
+
+
+def _shutdown_function(app, stop: asyncio.Event) -> Callable[..., None]:
+    """app[SHUTDOWN]: stop the gateway; ``servers`` (POST /hub/api/shutdown) overrides cleanup_servers."""
+
+    def shutdown(servers: bool | None = None) -> None:
+        if servers is not None and app.get(keys.SERVERS) is not None:
+            current = app[keys.SETTINGS]
+            app[keys.SERVERS].apply_settings(current.replace(cleanup_servers=servers))
+        stop.set()
+
+    return shutdown
+
+
+async def _reload(app, reload_config: Callable[[], Settings]) -> None:
+    from gateway.lifecycle import reload_settings
+
+    log.info("SIGHUP: reloading configuration")
+    try:
+        new = reload_config()
+    except ConfigError as e:
+        for problem in e.problems:
+            log.error("Reload failed, configuration unchanged: %s", problem)
+        return
+    try:
+        applied, restart = await reload_settings(app, new)
+    except ConfigError as e:  # users/roles/services synchronised up to the problem; settings kept
+        for problem in e.problems:
+            log.error("Reload applied in part (running settings unchanged): %s", problem)
+        return
+    except Exception:
+        log.exception("Reload failed")
+        return
+    log.info("Reloaded configuration; changed: %s", ", ".join(sorted(applied)) or "nothing")
+    for name in sorted(restart):
+        log.warning("Config key %s changed but needs a restart to take effect", name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,11 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args, extra)
     except ConfigError as e:
         return report_config_error(e)
-    logging.getLogger().setLevel(settings.log_level)
+    set_level(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, reload_config=lambda: settings_from(args, extra)))
     except ConfigError as e:
         return report_config_error(e)
+    except AlreadyRunning as e:
+        log.error("%s", e)
+        return 1
     except (OSError, InsecureSecretFile) as e:
         log.error("Cannot start: %s", e)
         return 1

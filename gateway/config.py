@@ -432,6 +432,8 @@ KEYS: tuple[Key, ...] = (
     K("Gateway", "create_first_admin", "create_first_admin", True, as_bool,
       "password authenticator: when no user has a password, make an admin user with a random password "
       "printed once to the log."),
+    K("Gateway", "shutdown_timeout", "shutdown_timeout", 10.0, as_number(0),
+      "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -516,6 +518,7 @@ class Settings:
     proxy_max_body_size: int = 512 * 1024 * 1024
     data_dir: str = ""
     create_first_admin: bool = True
+    shutdown_timeout: float = 10.0
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)

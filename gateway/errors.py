@@ -2,6 +2,8 @@
 
 Every API error is ``{"status": N, "message": str | null}`` (JupyterHub 6.1.1), including
 unknown API paths, wrong methods and unexpected exceptions (500, no traceback in the body).
+A ``StoreError`` (the database refused a write: disk full, read-only file) is a 503 whose
+message says so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION, keys
+from gateway.logs import loggable_url
+from gateway.store import StoreError
 
 log = logging.getLogger("gateway.errors")
 
@@ -90,8 +94,12 @@ def make_error_middleware(api_prefix: str, hub_prefix: str):
             if e.status < 400:
                 raise
             response = await _render(request, api, e.status, _http_exception_message(e), None)
+        except StoreError as e:
+            # Disk full or read-only database: writes fail clearly, reads keep working.
+            log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
+            response = await _render(request, api, 503, str(e), None)
         except Exception:
-            log.exception("Unhandled error in %s %s", request.method, request.path)
+            log.exception("Unhandled error in %s %s", request.method, loggable_url(request.raw_path))
             response = await _render(request, api, 500, "Internal Server Error", None)
         if not response.prepared:
             response.headers.setdefault("X-JupyterHub-Version", JUPYTERHUB_API_VERSION)
@@ -106,6 +114,9 @@ async def _page_or_passthrough(request: web.Request, handler):
         return await handler(request)
     except ApiError as e:
         return await _render(request, False, e.status, e.message, e.headers)
+    except StoreError as e:
+        log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
+        return await _render(request, False, 503, str(e), None)
 
 
 async def _render(request: web.Request, api: bool, status: int, message: str | None,

@@ -89,6 +89,14 @@ class ServerManager:
         self.routes = routes  # gateway.routing.RouteTable, when the proxy is wired
         self.activity = activity
         self.metrics = metrics
+        self.apply_settings(settings)
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._route_servers: dict[str, Entry] = {}  # route prefix -> entry, for activity
+        self._closing = False
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use these settings for limits and future starts (SIGHUP); running servers are left alone."""
+        self.settings = settings
         self.options = SpawnerOptions(
             cmd=settings.spawner_cmd,
             args=settings.spawner_args,
@@ -103,9 +111,6 @@ class ServerManager:
             data_dir=settings.state_dir,
         )
         self.spawner_class = spawner_class_for(settings.spawner_class)
-        self._entries: dict[tuple[str, str], Entry] = {}
-        self._route_servers: dict[str, Entry] = {}  # route prefix -> entry, for activity
-        self._closing = False
 
     # ------------------------------------------------------------ queries
 
@@ -332,8 +337,15 @@ class ServerManager:
         task = entry.task
         if task is None or task.done():
             return
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our caller is being cancelled (client gone, shutdown bound): let it end
+            # else the action itself was cancelled (a stop cancelled the start): settled
 
     # ------------------------------------------------------------ routing
 

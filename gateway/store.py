@@ -22,6 +22,7 @@ import os
 import shutil
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -166,6 +167,22 @@ class Store:
         await db.execute("PRAGMA synchronous = NORMAL")
         return db
 
+    async def reopen_writer(self, *, read_only: bool) -> None:
+        """Fault injection for tests (and nothing else): reopen the writer connection, read-only if asked,
+        through sqlite's ``file:...?mode=ro`` URI. Writes then fail with StoreError as on a read-only
+        filesystem, while the reader connection keeps working. Not reachable from config or the API."""
+        async with self._write_lock:
+            if self._writer is self._reader:
+                raise ValueError("an in-memory store has a single connection")
+            await self._writer.close()
+            if read_only:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+                self._writer = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+                self._writer.row_factory = sqlite3.Row
+                await self._writer.execute("PRAGMA busy_timeout = 10000")
+            else:
+                self._writer = await self._connect(self.path)
+
     async def close(self) -> None:
         if self._reader is not self._writer:
             await self._reader.close()
@@ -213,6 +230,11 @@ class Store:
                 raise StoreError(f"The database cannot be written: {e}") from None
             try:
                 yield self._writer
+            except sqlite3.OperationalError as e:
+                # A statement the disk refused (full, read-only, I/O error): same error as at COMMIT.
+                with contextlib.suppress(sqlite3.Error):
+                    await self._writer.execute("ROLLBACK")
+                raise StoreError(f"The database cannot be written: {e}") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     await self._writer.execute("ROLLBACK")
@@ -353,6 +375,11 @@ class Store:
 
     async def count_users(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM users")
+        return row["n"] if row else 0
+
+    async def count_active_users(self, since: float) -> int:
+        """Users whose last_activity is at or after ``since`` (for the active-users metric)."""
+        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE last_activity >= ?", (since,))
         return row["n"] if row else 0
 
     async def list_users(
