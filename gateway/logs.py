@@ -84,14 +84,24 @@ def _secret_param(name: str) -> bool:
     return any(part in lowered for part in SECRET_PARAM_PARTS)
 
 
+# a credential-like pair nested (percent-encoded) inside another value, e.g. next=/x%3Ftoken%3Dabc
+_NESTED = re.compile(r"(?i)([a-z0-9_.-]*(?:" + "|".join(SECRET_PARAM_PARTS) + r")[a-z0-9_.-]*)(%3D|=)(.*?)(?=%26|&|$)")
+
+
 def scrub_query(raw_query: str) -> str:
-    """A raw query string with the values of credential-like parameters replaced by ``[secret]``."""
+    """A raw query string with the values of credential-like parameters replaced by ``[secret]``,
+    also where such a pair is nested in another parameter's value (``next=...%3Ftoken%3D...``)."""
     if not raw_query:
         return raw_query
     parts = []
     for item in raw_query.split("&"):
-        name, sep, _ = item.partition("=")
-        parts.append(f"{name}={SECRET}" if sep and _secret_param(name) else item)
+        name, sep, value = item.partition("=")
+        if sep and _secret_param(name):
+            parts.append(f"{name}={SECRET}")
+        elif sep and ("%3d" in value.lower() or "=" in value):
+            parts.append(name + sep + _NESTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{SECRET}", value))
+        else:
+            parts.append(item)
     return "&".join(parts)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import sys
 import time
 from pathlib import Path
@@ -48,7 +50,7 @@ async def test_metrics_need_read_metrics_scope(hub):
             async with hub.session.get(hub.url + path, headers=headers) as r:
                 assert r.status == 403, (path, token)
                 assert r.headers["Content-Type"].startswith("text/html")  # HTML even under /hub/api
-                assert FORBIDDEN in await r.text()
+                assert html.unescape(FORBIDDEN) in html.unescape(await r.text())
         for token in (admin, reader):
             samples = await scrape(hub, token, path)
             assert "jupyterhub_total_users" in samples

@@ -116,7 +116,7 @@ def redirect(location: str) -> web.Response:
 
 def login_redirect(request: web.Request) -> Refusal:
     settings = request.app[keys.SETTINGS]
-    next_url = quote(origin_form(request.raw_path), safe="")
+    next_url = quote(backend_target(request), safe="")  # never carry a ?token= into next=
     return Refusal(redirect(f"{settings.hub_prefix}login?next={next_url}"))
 
 
