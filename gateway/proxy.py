@@ -122,6 +122,8 @@ class ProxyForwarder:
         chunked = False
         if websocket:
             length = None
+        elif length == 0:
+            body = b""
         elif length is not None:
             if length <= SMALL_BODY:
                 body = await self._read_small(request, length)
