@@ -116,7 +116,7 @@ class ProxyForwarder:
             upgrade is not None
             and upgrade.lower() == "websocket"
             and request.method == "GET"
-            and "upgrade" in headers.get("Connection", "").lower()
+            and any(t.strip() == "upgrade" for t in headers.get("Connection", "").lower().split(","))
         )
         body: bytes | None = None
         chunked = False
