@@ -85,6 +85,12 @@ class Server:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (all threads)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
@@ -192,6 +198,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two CPUs")
 
+    load_before = f"{os.getloadavg()[0]:.2f}"
     chp_script = ensure_chp()
     backend_port = free_port()
     servers: list[Server] = []
@@ -216,16 +223,29 @@ def main() -> None:
         auth = {n: a for n, (_, _, a) in targets.items()}
 
         rss_idle = {n: s.rss_mib() for n, (s, _, _) in targets.items()}
+        for n in names:  # warm-up (V8's JIT, pools), not measured
+            print(f"warm-up: {n}", file=sys.stderr)
+            wrk(url[n] + "x", 50, 2, auth[n])
+            ws_echo(url[n] + "ws", 1, auth[n])
         results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
         d = args.duration
         for r in range(args.rounds):
             order = names[r % len(names):] + names[: r % len(names)]
             for n in order:
                 print(f"round {r + 1}/{args.rounds}: {n}", file=sys.stderr)
+                server = targets[n][0]
+                cpu0 = server.cpu_seconds()
                 small = wrk(url[n] + "x", 50, d, auth[n])
+                cpu1 = server.cpu_seconds()
                 big = wrk(url[n] + f"stream/{STREAM_BYTES}", 4, d, auth[n])
+                cpu2 = server.cpu_seconds()
                 echo = ws_echo(url[n] + "ws", d, auth[n])
-                for key, value in (("rps", small["rps"]), ("p99", small["p99"]), ("mib_s", big["mib_s"]), ("ws", echo)):
+                cpu3 = server.cpu_seconds()
+                # CPU cost per unit of work: robust against other load on the machine
+                cpu_req = (cpu1 - cpu0) * 1e6 / max(1.0, small["rps"] * round(d))
+                cpu_rt = (cpu3 - cpu2) * 1e6 / max(1.0, echo * d)
+                for key, value in (("rps", small["rps"]), ("p99", small["p99"]), ("mib_s", big["mib_s"]), ("ws", echo),
+                                   ("cpu_req", cpu_req), ("cpu_rt", cpu_rt)):
                     results[n].setdefault(key, []).append(value)
         rss_ws = {}
         for n in names:
@@ -244,6 +264,8 @@ def main() -> None:
         ("small p99 ms (c=50)", "p99", "{:.2f}", "≤ 5 ms"),
         ("16 MiB streaming MiB/s (c=4)", "mib_s", "{:.0f}", "≥ 2.5× CHP"),
         ("ws echo round trips/s (c=20)", "ws", "{:.0f}", "≥ 1.5× CHP"),
+        ("CPU µs per small request", "cpu_req", "{:.1f}", "(lower is better)"),
+        ("CPU µs per ws round trip", "cpu_rt", "{:.1f}", "(lower is better)"),
     ]
     header = ["metric"] + names + [f"{n}/CHP" for n in proxies if n != "CHP 5"] + ["target"]
     table = []
@@ -257,7 +279,7 @@ def main() -> None:
     table.append(["RSS 1,000 websockets MiB", "-"] + [f"{rss_ws[n]:.0f}" for n in proxies] + [""] * (len(proxies) - 1) + ["≤ 150 MiB"])
     widths = [max(len(str(row[i])) for row in [header] + table) for i in range(len(header))]
     print(f"\nproxy benchmark: servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
-          f"{args.rounds} rounds x {args.duration:g} s, medians")
+          f"{args.rounds} rounds x {args.duration:g} s, medians; load average before {load_before}, after {os.getloadavg()[0]:.2f}")
     for row in [header] + table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
 
