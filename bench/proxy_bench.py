@@ -64,7 +64,7 @@ class Server:
             ["taskset", "-c", SERVER_CPU, *args],
             stdout=subprocess.PIPE if ready_line else subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})},
             text=True,
             preexec_fn=_raise_fd_limit,
         )

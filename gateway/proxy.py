@@ -18,6 +18,23 @@ that the caller may use it; :meth:`ProxyForwarder.forward` only moves bytes:
 
 Hot path budget: a small request costs one header scan, one write and one
 read on a pooled backend connection; nothing is logged per request.
+
+Wiring sketch (the app owns identity and scopes)::
+
+    async def forwarder_ctx(app):
+        app[FORWARDER] = ProxyForwarder(gateway_cookie_names=frozenset({...}),
+            max_body_size=..., connect_timeout=5, read_timeout=...,
+            on_activity=servers.note_activity, on_backend_error=servers.check_soon)
+        yield
+        await app[FORWARDER].close()
+
+    async def handle(request):                      # "/user/{tail:.*}", "/services/{tail:.*}"
+        target = canonical_target(request.raw_path, base_url)   # BadPath -> 400
+        route = routes.lookup(*target)                           # None -> 404 / 424
+        ...authorize access:servers on (route.user, route.server_name)...
+        return await request.app[FORWARDER].forward(request, route)
+
+Run the app with ``**httpstrict.server_handler_args()`` and its middleware.
 """
 
 from __future__ import annotations
