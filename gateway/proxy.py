@@ -67,6 +67,8 @@ log = logging.getLogger("gateway.proxy")
 
 # bodies up to this size are read whole and sent with the head in one write
 SMALL_BODY = 64 * 1024
+# client write buffer while streaming a response (per connection, bounded)
+STREAM_WRITE_HIGH = 512 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
@@ -263,6 +265,10 @@ class ProxyForwarder:
         resp = web.StreamResponse(status=head.status, reason=head.reason or None, headers=CIMultiDict(kept))
         if head.length is not None:
             resp.content_length = head.length
+        if request.transport is not None:
+            # keep the pipe to the client full: with asyncio's 64 KiB default
+            # every 256 KiB piece waits for the socket to drain to 16 KiB
+            request.transport.set_write_buffer_limits(high=STREAM_WRITE_HIGH, low=STREAM_WRITE_HIGH // 4)
         try:
             await resp.prepare(request)
         except ConnectionError:
