@@ -58,8 +58,8 @@ from .upstream import (
     ResponseHead,
     UpstreamConnection,
     UpstreamError,
-    UpstreamPool,
 )
+from .upstream_pool import UpstreamPool
 
 __all__ = ["ProxyForwarder"]
 
