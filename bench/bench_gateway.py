@@ -4,11 +4,13 @@ What a proxied request costs in the real gateway minus the identity lookup:
 the strictness middleware, canonical path + route lookup, a token compared
 per request, then :class:`gateway.proxy.ProxyForwarder`.
 
-Usage: ``python bench_gateway.py PORT BACKEND_PORT TOKEN``.
+Usage: ``python bench_gateway.py PORT BACKEND_PORT TOKEN``; with
+``GATEWAY_BENCH_UVLOOP=1`` it runs on uvloop (if installed).
 """
 
 import asyncio
 import hmac
+import os
 import sys
 
 from aiohttp import web
@@ -77,4 +79,10 @@ async def main(port: int, backend_port: int, token: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))
+    coro = main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    if os.environ.get("GATEWAY_BENCH_UVLOOP"):
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)

@@ -8,7 +8,7 @@ signed or hex Content-Length, ``Transfer-Encoding: chunked, identity``,
 before the colon, bad chunk sizes, a missing or repeated Host, obs-fold, bare
 LF, control characters in header values, more than ``max_headers`` headers,
 a request line or a single header line longer than its limit, NUL in the
-target. It keeps idle and half-sent (slowloris) connections open for no
+target, an authority-form target on anything but CONNECT. It keeps idle and half-sent (slowloris) connections open for no
 longer than ``keepalive_timeout``.
 
 What it lets through, and what this module adds:
@@ -20,7 +20,7 @@ URL longer than 8 KiB (up to the line cap)  414
 header block over 16 KiB (fields <= cap)    431
 ``Transfer-Encoding: gzip, chunked`` ...    501 (never decoded, so never passed on)
 HTTP/1.1 with an empty ``Host``             400
-``CONNECT``; authority-form targets         405; 400 (never a forward proxy)
+``CONNECT``                                 405 (never a forward proxy)
 Content-Length over the route's limit       413 before a byte of body is read
 ``Expect: 100-continue`` with such a length 413 instead of ``100 Continue``
 ==========================================  ============================

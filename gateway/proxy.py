@@ -18,6 +18,23 @@ that the caller may use it; :meth:`ProxyForwarder.forward` only moves bytes:
 
 Hot path budget: a small request costs one header scan, one write and one
 read on a pooled backend connection; nothing is logged per request.
+
+Wiring sketch (the app owns identity and scopes)::
+
+    async def forwarder_ctx(app):
+        app[FORWARDER] = ProxyForwarder(gateway_cookie_names=frozenset({...}),
+            max_body_size=..., connect_timeout=5, read_timeout=...,
+            on_activity=servers.note_activity, on_backend_error=servers.check_soon)
+        yield
+        await app[FORWARDER].close()
+
+    async def handle(request):                      # "/user/{tail:.*}", "/services/{tail:.*}"
+        target = canonical_target(request.raw_path, base_url)   # BadPath -> 400
+        route = routes.lookup(*target)                           # None -> 404 / 424
+        ...authorize access:servers on (route.user, route.server_name)...
+        return await request.app[FORWARDER].forward(request, route)
+
+Run the app with ``**httpstrict.server_handler_args()`` and its middleware.
 """
 
 from __future__ import annotations
@@ -41,8 +58,8 @@ from .upstream import (
     ResponseHead,
     UpstreamConnection,
     UpstreamError,
-    UpstreamPool,
 )
+from .upstream_pool import UpstreamPool
 
 __all__ = ["ProxyForwarder"]
 
@@ -50,6 +67,8 @@ log = logging.getLogger("gateway.proxy")
 
 # bodies up to this size are read whole and sent with the head in one write
 SMALL_BODY = 64 * 1024
+# client write buffer while streaming a response (per connection, bounded)
+STREAM_WRITE_HIGH = 512 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
@@ -126,12 +145,14 @@ class ProxyForwarder:
             upgrade is not None
             and upgrade.lower() == "websocket"
             and request.method == "GET"
-            and "upgrade" in headers.get("Connection", "").lower()
+            and any(t.strip() == "upgrade" for t in headers.get("Connection", "").lower().split(","))
         )
         body: bytes | None = None
         chunked = False
         if websocket:
             length = None
+        elif length == 0:
+            body = b""
         elif length is not None:
             if length <= SMALL_BODY:
                 body = await self._read_small(request, length)
@@ -261,6 +282,10 @@ class ProxyForwarder:
         resp = web.StreamResponse(status=head.status, reason=head.reason or None, headers=CIMultiDict(kept))
         if head.length is not None:
             resp.content_length = head.length
+        if request.transport is not None:
+            # keep the pipe to the client full: with asyncio's 64 KiB default
+            # every 256 KiB piece waits for the socket to drain to 16 KiB
+            request.transport.set_write_buffer_limits(high=STREAM_WRITE_HIGH, low=STREAM_WRITE_HIGH // 4)
         try:
             await resp.prepare(request)
         except ConnectionError:

@@ -18,10 +18,10 @@ tunnel
     after a ``101 Switching Protocols`` the connection carries raw bytes both
     ways; :mod:`gateway.tunnel` takes it over.
 
-Backends are user-controlled code, so response parsing is strict: anything a
-second parser could read differently (duplicate or malformed lengths, length
-with chunked, obs-fold, control characters, oversized heads) is a
-:class:`BadResponse` (the proxy answers 502) and the connection is discarded.
+Backends are user-controlled code, so response heads are parsed strictly
+(:mod:`gateway.http1`); a malformed head, chunk framing or an oversized head is
+a :class:`BadResponse` (the proxy answers 502) and the connection is discarded.
+Pooling lives in :mod:`gateway.upstream_pool`.
 
 Memory stays bounded: at most ``HIGH_WATER`` body bytes are buffered per
 connection before reading from the backend pauses.
@@ -32,8 +32,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+from .http1 import MalformedHead, ResponseHead, parse_response_head
+
+if TYPE_CHECKING:
+    from .upstream_pool import UpstreamPool
 
 __all__ = [
     "UpstreamError",
@@ -42,16 +46,12 @@ __all__ = [
     "BadResponse",
     "ResponseHead",
     "UpstreamConnection",
-    "UpstreamPool",
 ]
 
 MAX_HEAD = 64 * 1024
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
-# allowed in a response head: visible ASCII, space, tab, obs-text, CR, LF
-_HEAD_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
-_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 # connection states
@@ -74,19 +74,6 @@ class BackendTimeout(UpstreamError):
 
 class BadResponse(UpstreamError):
     """The backend's response is malformed or ambiguous (answer 502)."""
-
-
-@dataclass(slots=True)
-class ResponseHead:
-    """A parsed response head. ``headers`` keeps order, case and repeats;
-    ``length`` is the Content-Length (None when chunked or close-delimited)."""
-
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    length: int | None
-    chunked: bool
-    keep_alive: bool
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -319,14 +306,15 @@ class UpstreamConnection(asyncio.Protocol):
             raw = bytes(buf[:end])
             del buf[: end + 4]
             try:
-                head = self._parse_head(raw)
-            except BadResponse as exc:
+                head = parse_response_head(raw)
+            except MalformedHead as exc:
                 self._bad(str(exc))
                 return
             if 100 <= head.status < 200 and head.status != 101:
                 continue  # interim response (103 Early Hints ...): skip it
             break
         self._head = head
+        self.keep_alive = head.keep_alive
         rest = bytes(buf)
         buf.clear()
         if head.status == 101:
@@ -359,57 +347,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _CLOSED
         if self.transport is not None:
             self.transport.abort()
-
-    def _parse_head(self, raw: bytes) -> ResponseHead:
-        # C-level checks over the whole head first: only visible characters,
-        # space, tab and obs-text, and CR/LF only as CRLF line ends (so no
-        # bare CR or LF a second parser could split on differently)
-        if raw.translate(None, _HEAD_CHARS):
-            raise BadResponse("control character in response head")
-        text = raw.decode("latin-1")
-        crlf = text.count("\r\n")
-        if text.count("\r") != crlf or text.count("\n") != crlf:
-            raise BadResponse("bare CR or LF in response head")
-        lines = text.split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        status, _, reason = rest.partition(" ")
-        if version not in ("HTTP/1.1", "HTTP/1.0") or len(status) != 3 or not status.isdigit() or status[0] == "0":
-            raise BadResponse("bad status line")
-        headers: list[tuple[str, str]] = []
-        append = headers.append
-        length: int | None = None
-        te: str | None = None
-        conn_tokens = ""
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon or not (name.isascii() and name.replace("-", "").isalnum()):
-                # rarer token characters; also rejects obs-fold and "Name :"
-                if not colon or not name or name.encode("latin-1").translate(None, _TOKEN_CHARS):
-                    raise BadResponse("bad header line")
-            value = value.strip(" \t")
-            append((name, value))
-            n = len(name)
-            # only three names matter for framing; test the length first
-            if n == 14 and name.lower() == "content-length":
-                if not (value.isascii() and value.isdigit()) or len(value) > 18:
-                    raise BadResponse("bad Content-Length")
-                v = int(value)
-                if length is not None and v != length:
-                    raise BadResponse("conflicting Content-Length")
-                length = v
-            elif n == 17 and name.lower() == "transfer-encoding":
-                if te is not None:
-                    raise BadResponse("repeated Transfer-Encoding")
-                te = value.lower()
-            elif n == 10 and name.lower() == "connection":
-                conn_tokens = value.lower()
-        chunked = False
-        if te is not None:
-            if te != "chunked" or length is not None:
-                raise BadResponse("unsupported Transfer-Encoding")
-            chunked = True
-        self.keep_alive = version == "HTTP/1.1" and "close" not in conn_tokens
-        return ResponseHead(int(status), reason, headers, length, chunked, self.keep_alive)
 
     def _push(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -488,105 +425,3 @@ class UpstreamConnection(asyncio.Protocol):
                     self.pool._busy.discard(self)
                     self._wake_body()
                     return
-
-
-class UpstreamPool:
-    """Keep-alive connections per backend ``(host, port)``.
-
-    A sweeper task aborts requests whose backend stayed silent longer than
-    ``read_timeout`` (one timer for all requests instead of one per request)
-    and closes connections idle longer than ``idle_timeout``.
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        idle_timeout: float = 30.0,
-        max_idle_per_backend: int = 256,
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.idle_timeout = idle_timeout
-        self.max_idle = max_idle_per_backend
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
-        self._busy: set[UpstreamConnection] = set()
-        self._all: set[UpstreamConnection] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closed = False
-
-    async def acquire(self, host: str, port: int) -> UpstreamConnection:
-        """An idle pooled connection to ``host:port`` or a new one."""
-        idle = self._idle.get((host, port))
-        while idle:
-            conn = idle.pop()
-            if conn.state == _DONE and conn.transport is not None and not conn.transport.is_closing():
-                conn.reused = True
-                return conn
-        return await self.connect(host, port)
-
-    async def connect(self, host: str, port: int) -> UpstreamConnection:
-        """A new connection (never taken from the pool)."""
-        if self._closed:
-            raise BackendUnavailable("pool closed")
-        if self._sweeper is None:
-            self._sweeper = self.loop.create_task(self._sweep())
-        key = (host, port)
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self, key), host, port
-                )
-        except TimeoutError:
-            raise BackendUnavailable(f"connect to {host}:{port} timed out") from None
-        except OSError as exc:
-            raise BackendUnavailable(f"connect to {host}:{port}: {exc.strerror or exc}") from None
-        self._all.add(conn)
-        return conn
-
-    def _put_idle(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.setdefault(conn.key, [])
-        if len(idle) >= self.max_idle or self._closed:
-            conn.abort()
-            return
-        conn.idle_since = self.loop.time()
-        idle.append(conn)
-
-    def _forget(self, conn: UpstreamConnection) -> None:
-        self._all.discard(conn)
-        self._busy.discard(conn)
-
-    async def _sweep(self) -> None:
-        period = max(0.05, min(1.0, self.read_timeout / 4))
-        while True:
-            await asyncio.sleep(period)
-            now = self.loop.time()
-            # a paused connection waits for our client, not for the backend
-            for conn in [c for c in self._busy if c.deadline < now and not c._read_paused]:
-                self._busy.discard(conn)
-                conn.timed_out()
-            for key, idle in list(self._idle.items()):
-                keep = [c for c in idle if c.state == _DONE and now - c.idle_since < self.idle_timeout]
-                for c in idle:
-                    if c not in keep:
-                        c.abort()
-                if keep:
-                    self._idle[key] = keep
-                else:
-                    del self._idle[key]
-
-    async def close(self) -> None:
-        """Close every connection, tunnels included."""
-        self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
-        for conn in list(self._all):
-            conn.abort()
-        self._idle.clear()
-        self._busy.clear()
