@@ -21,6 +21,7 @@ from gateway.auth import Authorizer, make_identity_middleware
 from gateway.bootstrap import sync_config
 from gateway.config import Settings
 from gateway.errors import make_error_middleware
+from gateway.httpstrict import server_handler_args
 from gateway.logs import access_log_args
 from gateway.store import Store
 
@@ -92,8 +93,9 @@ def create_app(settings: Settings) -> web.Application:
             make_identity_middleware(settings.hub_prefix),
         ],
         client_max_size=settings.max_body_size,
-        # The access logger rides in handler_args, which override the runner's arguments.
-        handler_args={"max_field_size": 8190, "max_line_size": 8190, **access_log_args()},
+        # Parser limits (above the 414/431 thresholds httpstrict answers) and the access logger ride in
+        # handler_args, which override the runner's arguments: the CLI and the tests run the same server.
+        handler_args={**server_handler_args(), **access_log_args()},
     )
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.append(store_context)

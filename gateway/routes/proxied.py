@@ -188,8 +188,28 @@ async def proxied(request: web.Request) -> web.StreamResponse:
         check_browser_rules(request, identity, route)
     except Refusal as refusal:
         return refusal.response
-    return await request.app[keys.PROXY].forward(request, route, target=backend_target(request),
-                                                 set_cookies=xsrf_cookie(request, identity, route.prefix))
+    metrics = request.app.get(keys.METRICS)
+    forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request),
+                                              set_cookies=xsrf_cookie(request, identity, route.prefix))
+    if metrics is None:
+        return await forward
+    websocket = is_websocket_upgrade(request)
+    if websocket:
+        metrics.websocket_opened()
+    response: web.StreamResponse | None = None
+    status = 500
+    try:
+        response = await forward
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        if websocket:
+            metrics.websocket_closed()
+        if response is not None:
+            status = response.status
+        metrics.proxy_request(status, request.content_length or 0, response.body_length if response is not None else 0)
 
 
 def body_limit(settings):
@@ -210,6 +230,9 @@ async def proxy_context(app: web.Application):
             servers.note_activity(route.prefix)
 
     def on_backend_error(route: Route) -> None:
+        metrics = app.get(keys.METRICS)
+        if metrics is not None:
+            metrics.backend_error()
         servers = app.get(keys.SERVERS)
         if servers is not None:
             servers.backend_failed(route.prefix)
