@@ -109,7 +109,7 @@ async def test_no_secret_in_log(gateway_process):
     # malformed requests: aiohttp's parser errors quote the request line
     for raw in (f"FOO /hub/api/user?token={token} HTTP/1.1\r\nHost: x\r\n\r\n",
                 f"GET /hub/api/user?token={token} HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
-                f"GET /hub/api/user HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\nX-Big: {'a' * 9000}\r\n\r\n",
+                f"GET /hub/api/user HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\nX-Big: {'a' * 20000}\r\n\r\n",
                 f"GET /hub/api/user?token={token} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"):
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
