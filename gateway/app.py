@@ -27,6 +27,11 @@ log = logging.getLogger("gateway")
 # Modules with a setup(app) function, in the order their routes and contexts are added.
 CAPABILITIES = (
     "gateway.routes.info",
+    "gateway.routes.hub",
+    "gateway.routes.users",
+    "gateway.routes.tokens",
+    "gateway.routes.groups",
+    "gateway.routes.services",
 )
 
 
