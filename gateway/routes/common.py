@@ -116,7 +116,10 @@ class UserModels:
         fields = {u.id: self.fields(u, groups[u.id]) for u in users}
         wanted = set().union(*fields.values())
         roles = await self.store.role_names_of_users(ids) if "roles" in wanted else {}
-        parts = await self._server_parts(users, groups, fields) if SERVER_FIELDS & wanted else {}
+        # Servers are looked up when the caller may see any: a server-filtered read:servers shows
+        # that server even on a user whose own fields do not include 'servers'.
+        need_servers = bool(SERVER_FIELDS & wanted) or self.scopes.list_filter("read:servers") is not None
+        parts = await self._server_parts(users, groups, fields) if need_servers and wanted else {}
         models = []
         for user in users:
             visible = fields[user.id]
