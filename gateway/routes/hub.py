@@ -8,7 +8,6 @@ routes with the servers the manager knows (there is no separate proxy to point a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -124,18 +123,14 @@ async def sync_routes(request: web.Request) -> web.Response:
 @requires_scope("proxy")
 async def new_proxy(request: web.Request) -> web.Response:
     """JupyterHub points itself at a new proxy here; the gateway is its own proxy, so it only re-syncs."""
-    limit = request.app[keys.SETTINGS].max_body_size
-    if request.content_length is not None and request.content_length > limit:
-        await json_body(request)  # raises the usual 413
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError(413, f"Request body too large (limit {limit} bytes)")
-    if not raw:
-        raise ApiError(400, "need JSON body")
     try:
-        model = json.loads(raw)
-    except (ValueError, RecursionError):
+        model = await json_body(request)
+    except ApiError as e:
+        if e.status != 400:
+            raise
         raise ApiError(400, "Request body must be JSON dict") from None
+    if model is None:
+        raise ApiError(400, "need JSON body")
     if not isinstance(model, dict):
         raise ApiError(400, "Request body must be JSON dict")
     log.info("PATCH /proxy with keys %s: nothing to point at, re-syncing routes", shown(sorted(model)))

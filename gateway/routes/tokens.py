@@ -193,7 +193,8 @@ async def create_token(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     store = request.app[keys.STORE]
     name = request.match_info["user_name"]
-    body = await json_body(request) or {}
+    body = await json_body(request)
+    body = {} if body is None else body
     if not isinstance(body, dict):
         raise ApiError(400, "Body must be a JSON dict or empty")
     requester = current_identity(request)

@@ -141,8 +141,8 @@ async def create_user(request: web.Request) -> web.Response:
     if await store.get_user(name) is not None:
         raise ApiError(409, f"User {shown(name)} already exists")
     admin = False
-    if body:
-        check_user_body(body)
+    if body is not None:
+        check_user_body(body)  # an array (even an empty one) is a 400 here, unlike JupyterHub's silent pass
         admin = body.get("admin", False)
         if admin and not is_admin(current_identity(request)):
             raise ApiError(403, "Only admins can grant admin permissions")
