@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ from gateway import keys
 from gateway.errors import ApiError, json_response
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+MAX_OFFSET = 2**62  # sqlite integers are 64-bit: a larger OFFSET would be an error, not an empty page
 
 
 def iso(ts: float | None) -> str | None:
@@ -53,9 +55,20 @@ async def json_body(request: web.Request) -> Any:
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ApiError(400, "Invalid JSON in body of request") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN/Infinity would be stored and echoed as invalid JSON
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")  # 1e999
+    return value
 
 
 def check_keys(body: Mapping[str, Any], model: Mapping[str, type | tuple[type, ...]], what: str) -> None:
@@ -108,7 +121,7 @@ def pagination(request: web.Request) -> tuple[int, int, bool]:
     except ValueError:
         raise ApiError(400, "Invalid argument type, offset and limit must be integers") from None
     limit = max(1, min(limit, settings.api_page_max_limit))
-    return offset, limit, paginated
+    return min(offset, MAX_OFFSET), limit, paginated
 
 
 def paginated_response(request: web.Request, items: Sequence[Any] | Mapping[str, Any], *, offset: int, limit: int,
@@ -124,11 +137,25 @@ def paginated_response(request: web.Request, items: Sequence[Any] | Mapping[str,
     return json_response({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next_page}})
 
 
+async def preflight(request: web.Request) -> web.Response:
+    """OPTIONS on any API path: 200 with no body, as JupyterHub's APIHandler.options (CORS preflight)."""
+    return web.Response(status=200)
+
+
+preflight.__required_scopes__ = ()  # type: ignore[attr-defined]  # public, like routes marked @public
+
+
 def mount_api(app: web.Application, routes: web.RouteTableDef) -> None:
-    """Register a resource module's routes (paths relative to /hub/api) under the app's API prefix."""
+    """Register a resource module's routes (paths relative to /hub/api) under the app's API prefix,
+    each path also answering OPTIONS."""
     prefix = app[keys.SETTINGS].api_prefix.rstrip("/")
+    paths: dict[str, None] = {}
     for route in routes:
         assert isinstance(route, web.RouteDef)
         # No automatic HEAD on the API: JupyterHub answers HEAD /hub/api/users with 405.
         kwargs = {k: v for k, v in route.kwargs.items() if k != "allow_head"}
         app.router.add_route(route.method, prefix + route.path, route.handler, **kwargs)
+        paths[prefix + route.path] = None
+    for path in paths:
+        with contextlib.suppress(RuntimeError):  # another module already answers OPTIONS there
+            app.router.add_route("OPTIONS", path, preflight)

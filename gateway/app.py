@@ -31,6 +31,11 @@ log = logging.getLogger("gateway")
 CAPABILITIES = (
     "gateway.metrics",  # first: sets app[METRICS] for the contexts below and times every hub request
     "gateway.routes.info",
+    "gateway.routes.hub",
+    "gateway.routes.users",
+    "gateway.routes.tokens",
+    "gateway.routes.groups",
+    "gateway.routes.services",
     "gateway.routes.proxied",
     "gateway.routes.servers",
     "gateway.authenticators",

@@ -819,3 +819,34 @@ class Store:
             await db.execute("DELETE FROM tokens WHERE session_id IN (SELECT id FROM login_sessions WHERE user_id = ?)", (user_id,))
             await db.execute("DELETE FROM login_sessions WHERE user_id = ?", (user_id,))
         self._revoked()
+
+    # ------------------------------------------------------------ added for the REST API
+
+    async def add_service(self, name: str, *, token: str | None = None, roles: Sequence[str] = (),
+                          **fields: Any) -> Service:
+        """Create a service with its token and role grants in one transaction; Conflict if the name is taken."""
+        encoded = {k: (_json(list(v) if isinstance(v, tuple) else v) if k in ("info", "command", "oauth_client_allowed_scopes")
+                       else int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
+        columns = ["name", *encoded]
+        async with self.transaction() as db:
+            try:
+                cursor = await db.execute(
+                    f"INSERT INTO services ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    (name, *encoded.values()))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"Service {name} already exists") from None
+            service_id = cursor.lastrowid
+            if token is not None:
+                salt = security.new_salt()
+                await db.execute(
+                    "INSERT INTO tokens (prefix, salt, hash, service_id, note, scopes, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (security.token_prefix(token), salt, security.hash_token(token, salt), service_id, "from config",
+                     _json(["inherit"]), time.time()))
+            for role in roles:
+                await db.execute("INSERT OR IGNORE INTO service_roles SELECT id, ? FROM roles WHERE name = ?",
+                                 (service_id, role))
+        if roles:
+            self._authz_changed()
+        service = await self.get_service_by_id(service_id)
+        assert service is not None
+        return service

@@ -1,0 +1,179 @@
+"""Helpers shared by the REST resource modules: lookups that 404, privilege tests, and user models in bulk.
+
+Vocabulary
+----------
+visible fields
+    The keys of a model the caller may see on one resource (``Scopes.fields_for_user`` ...);
+    an empty set means the resource is hidden from the caller.
+server part
+    The ``servers``, ``server`` and ``pending`` keys of a user model. They come from the
+    server manager (``app[keys.SERVERS]``) when one runs, else from the store's server records
+    (a record with a URL is a ready server; there is no pending state without a manager).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from gateway import keys, scopes
+from gateway.errors import ApiError
+from gateway.models import Identity, Server, User
+from gateway.serialize import server_model, user_model
+
+log = logging.getLogger("gateway.api")
+
+SHOWN_NAME_LIMIT = 80
+SERVER_FIELDS = frozenset({"servers", "server", "pending"})
+
+
+def shown(text: object) -> str:
+    """A name as quoted in messages and logs, cut short: attacker input stays bounded (CVE-2026-54338)."""
+    text = str(text)
+    return text if len(text) <= SHOWN_NAME_LIMIT else text[:SHOWN_NAME_LIMIT] + "..."
+
+
+def is_admin(identity: Identity) -> bool:
+    """JupyterHub's ``current_user.admin``: the owner's admin flag, whatever the token's scopes."""
+    if identity.user is not None:
+        return identity.user.admin
+    if identity.service is not None:
+        return identity.service.admin
+    return False
+
+
+def is_self(identity: Identity, user: User) -> bool:
+    return identity.kind == "user" and identity.user is not None and identity.user.id == user.id
+
+
+async def user_or_404(request: web.Request, name: str, message: str | None = None) -> User:
+    user = await request.app[keys.STORE].get_user(name)
+    if user is None:
+        raise ApiError(404, message)
+    return user
+
+
+def empty_response(status: int = 200) -> web.Response:
+    """JupyterHub's bodiless answers (activity, proxy sync, service delete) carry no JSON."""
+    return web.Response(status=status, content_type="text/plain")
+
+
+def string_list(value: Any, what: str) -> list[str]:
+    """A JSON list of strings, else 400 naming the field."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, f"{what} must be a list of strings")
+    return value
+
+
+# ---------------------------------------------------------------- user models
+
+
+def constant_fields(scope_set: scopes.Scopes, table: Any) -> frozenset[str] | None:
+    """The visible fields when they are the same for every resource (no filtered read scope), else None."""
+    fields: set[str] = set()
+    for scope, keys_ in table.items():
+        held = scope_set.list_filter(scope)
+        if held is None:
+            continue
+        if not held.all:
+            return None
+        fields |= keys_
+    return frozenset(fields)
+
+
+class UserModels:
+    """Builds many user models for one caller with one query per kind of data (groups, roles, servers)."""
+
+    def __init__(self, request: web.Request, *, include_stopped: bool = False,
+                 extra_fields: frozenset[str] = frozenset()):
+        self.app = request.app
+        self.store = request.app[keys.STORE]
+        self.identity: Identity = request[keys.IDENTITY]
+        self.base_url = request.app[keys.SETTINGS].base_url
+        self.include_stopped = include_stopped
+        self.scopes: scopes.Scopes = self.identity.scopes
+        self.extra_fields = extra_fields  # shown on every user whatever the scopes (identify scopes)
+        self._user_fields = constant_fields(self.scopes, scopes.USER_FIELDS)
+        read_servers = self.scopes.list_filter("read:servers")
+        self._all_servers = read_servers is not None and read_servers.all
+        state = self.scopes.list_filter("admin:server_state")
+        self._all_state = state is not None and state.all
+
+    def fields(self, user: User, groups: Iterable[str]) -> frozenset[str]:
+        if self._user_fields is not None:
+            return self._user_fields | self.extra_fields
+        return self.scopes.fields_for_user(user.name, frozenset(groups)) | self.extra_fields
+
+    async def build(self, users: Sequence[User]) -> list[dict[str, Any]]:
+        """Models in the order given; a user the caller may not see at all gets an empty dict."""
+        if not users:
+            return []
+        ids = [u.id for u in users]
+        groups = await self.store.groups_of_users(ids)
+        fields = {u.id: self.fields(u, groups[u.id]) for u in users}
+        wanted = set().union(*fields.values())
+        roles = await self.store.role_names_of_users(ids) if "roles" in wanted else {}
+        # Servers are looked up when the caller may see any: a server-filtered read:servers shows
+        # that server even on a user whose own fields do not include 'servers'.
+        need_servers = bool(SERVER_FIELDS & wanted) or self.scopes.list_filter("read:servers") is not None
+        parts = await self._server_parts(users, groups, fields) if need_servers and wanted else {}
+        models = []
+        for user in users:
+            visible = fields[user.id]
+            if not visible:
+                models.append({})
+                continue
+            part = parts.get(user.id) or {}
+            model = user_model(user, fields=visible, base_url=self.base_url, roles=roles.get(user.id, ()),
+                               groups=groups[user.id], servers=part.get("servers"),
+                               default_ready=part.get("default_ready", False),
+                               default_pending=part.get("default_pending"))
+            if part.get("servers") and "servers" not in model:
+                model["servers"] = dict(part["servers"])  # visible servers show even without user-level read:servers
+            models.append(model)
+        return models
+
+    async def one(self, user: User) -> dict[str, Any]:
+        return (await self.build([user]))[0]
+
+    # ------------------------------------------------------------ server parts
+
+    async def _server_parts(self, users: Sequence[User], groups: dict[int, list[str]],
+                            fields: dict[int, frozenset[str]]) -> dict[int, dict[str, Any]]:
+        shown_users = [u for u in users if fields[u.id]]
+        records = await self.store.servers_of_users([u.id for u in shown_users])
+        manager = self.app.get(keys.SERVERS)
+        if manager is None:
+            return {u.id: self._from_records(records[u.id], frozenset(groups[u.id])) for u in shown_users}
+        bulk = getattr(manager, "user_model_servers_many", None)
+        if bulk is not None:
+            return await bulk(shown_users, self.identity, include_stopped=self.include_stopped)
+        # The manager keeps a store record for every server it knows (as JupyterHub keeps an orm
+        # Spawner), so users without records have nothing to ask it about.
+        parts = {}
+        for user in shown_users:
+            if records[user.id]:
+                parts[user.id] = await manager.user_model_servers(user, self.identity,
+                                                                  include_stopped=self.include_stopped)
+        return parts
+
+    def _from_records(self, records: list[Server], user_groups: frozenset[str]) -> dict[str, Any]:
+        servers = {}
+        default_ready = False
+        for server in records:
+            ready = bool(server.url)
+            if server.name == "" and ready:
+                default_ready = True
+            if not (ready or self.include_stopped):
+                continue
+            if not (self._all_servers or self.scopes.has("read:servers", server=server.full_name,
+                                                         user_groups=user_groups)):
+                continue
+            state = self._all_state or self.scopes.has("admin:server_state", server=server.full_name,
+                                                       user_groups=user_groups)
+            servers[server.name] = server_model(server, base_url=self.base_url, pending=None, ready=ready,
+                                                include_state=state)
+        return {"servers": servers, "default_ready": default_ready, "default_pending": None}
