@@ -21,7 +21,8 @@ from gateway.auth import Authorizer, make_identity_middleware
 from gateway.bootstrap import sync_config
 from gateway.config import Settings
 from gateway.errors import make_error_middleware
-from gateway.httpstrict import server_handler_args
+from gateway.httpstrict import make_strict_middleware, server_handler_args
+from gateway.routes.proxied import body_limit
 from gateway.logs import access_log_args
 from gateway.store import Store
 
@@ -95,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             make_error_middleware(settings.api_prefix, settings.hub_prefix),
+            # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
+            make_strict_middleware(body_limit(settings)),
             make_identity_middleware(settings.hub_prefix),
         ],
         client_max_size=settings.max_body_size,

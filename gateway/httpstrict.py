@@ -95,7 +95,9 @@ def check_request(request: web.BaseRequest, max_body: int) -> web.HTTPException 
         return web.HTTPBadRequest(text="Missing Host header")
     length = request.content_length
     if length is not None and length > max_body:
-        return web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=length)
+        return web.HTTPRequestEntityTooLarge(
+            max_size=max_body, actual_size=length,
+            text=f"Request body too large: {length} bytes (limit {max_body})")
     return None
 
 

@@ -54,7 +54,8 @@ def server_model(server: Server, *, base_url: str, pending: str | None, ready: b
         "full_progress_url": None,
     }
     if include_state:
-        model["state"] = dict(server.state)
+        # the spawner's state only: the server's (encrypted) secret stays out of every answer
+        model["state"] = dict(server.state.get("spawner", {}))
     return model
 
 

@@ -50,6 +50,8 @@ def make_settings(tmp_path: Path):
             activity_resolution=1,
             # test hubs stop the servers they started; tests of survival across restarts turn this off
             cleanup_servers=True,
+            # the fast fake single-user server; tests of jupyter-server itself ask for it (spawner_cmd=())
+            spawner_cmd=(sys.executable, str(ROOT / "tests" / "fake_server.py")),
             create_first_admin=False,  # tests make their own users; the first-admin start is tested on its own
         )
         values.update(overrides)

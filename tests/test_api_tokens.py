@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway import keys
-from gateway.app import create_app
-from tests.api_helpers import call, expect, service_token_with, snapshot, token_with
-from tests.conftest import Hub
+from gateway.authenticators import set_user_password
+from tests.api_helpers import call, expect, service_token_with, snapshot
 
 NOT_FOUND = "No access to resources or resources not found"
 
@@ -21,27 +18,13 @@ def missing(*scopes: str) -> str:
     return f"Action is not authorized with current scopes; requires any of [{', '.join(scopes)}]"
 
 
-class PasswordsForTest:
-    """An authenticator with a fixed password table: what ``app[keys.AUTHENTICATOR]`` offers the API."""
-
-    def __init__(self, passwords: dict[str, str]):
-        self.passwords = passwords
-
-    async def authenticate(self, username: str, password: str) -> str | None:
-        return username if self.passwords.get(username) == password else None
-
-
 @pytest.fixture
-async def hub_with_authenticator(make_settings):
-    app = create_app(make_settings())
-    app[keys.AUTHENTICATOR] = PasswordsForTest({"alice": "wonderland"})
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    session = aiohttp.ClientSession()
-    yield Hub(app, runner, f"http://127.0.0.1:{runner.addresses[0][1]}", session)
-    await session.close()
-    await runner.cleanup()
+async def hub_with_authenticator(start_hub):
+    """The built-in password authenticator, alice's password set as an admin would."""
+    hub = await start_hub()
+    alice = await hub.new_user("alice")
+    await set_user_password(hub.store, alice, "wonderland")
+    return hub
 
 
 async def test_create_and_use_token(hub):
@@ -134,7 +117,6 @@ async def test_create_token_permissions(hub):
 
 async def test_body_auth(hub_with_authenticator):
     hub = hub_with_authenticator
-    await hub.new_user("alice")
     await hub.new_user("bob")
     before = snapshot(hub)
     for auth in ({"username": "alice", "password": "nope"}, {"username": "alice"}, "alice:wonderland",

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from gateway import keys
+
 from gateway.apiutil import iso
 from tests.api_helpers import call, expect, service_token_with, snapshot, token_with
 
@@ -15,11 +19,19 @@ def missing(*scopes: str) -> str:
     return f"Action is not authorized with current scopes; requires any of [{', '.join(scopes)}]"
 
 
-async def running(hub, user_name: str, server_name: str = "", url: str = "http://127.0.0.1:9/"):
-    """A server record that looks ready to the store-only view (no server manager in these tests)."""
+async def running(hub, user_name: str, server_name: str = ""):
+    """A really running server (the fake single-user server), started through the ServerManager."""
     user = await hub.store.get_user(user_name) or await hub.new_user(user_name)
-    server = await hub.store.create_server(user.id, server_name)
-    return await hub.store.update_server(server.id, url=url, started=time.time(), state={"pid": 4242})
+    manager = hub.app[keys.SERVERS]
+    entry, _ = await manager.start(user, server_name)
+    await manager.wait(entry, 30)
+    assert entry.ready, entry.failure
+    return await hub.store.get_server(user.id, server_name)
+
+
+@pytest.fixture
+async def hub(start_hub):
+    return await start_hub(allow_named_servers=True)
 
 
 # ---------------------------------------------------------------- GET /users
@@ -121,7 +133,7 @@ async def test_list_users_state_filters_and_servers(hub):
     r = await expect(hub, "GET", "/users/alice", 200, token=admin)
     assert r.body["server"] == "/user/alice/" and set(r.body["servers"]) == {""}
     server = r.body["servers"][""]
-    assert server["ready"] is True and server["stopped"] is False and server["state"] == {"pid": 4242}
+    assert server["ready"] is True and server["stopped"] is False and server["state"]["pid"] > 0
     assert server["url"] == "/user/alice/" and server["progress_url"] == "/hub/api/users/alice/server/progress"
     r = await expect(hub, "GET", "/users/bob", 200, token=admin)
     assert r.body["servers"] == {} and r.body["server"] is None
@@ -351,7 +363,7 @@ async def test_activity(hub):
     await running(hub, "alice", "nb")
     alice = await hub.new_token("alice")
     admin = await hub.new_token("root", admin=True)
-    t1 = iso(time.time() - 3600)
+    t1 = iso(time.time() + 30)  # after the start, which counts as activity; within the hour allowed ahead
     r = await expect(hub, "POST", "/users/alice/activity", 200, token=alice,
                      json_body={"last_activity": t1, "servers": {"nb": {"last_activity": t1}}})
     assert r.text == ""

@@ -27,7 +27,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.auth import XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
 from gateway.errors import MISSING_CREDENTIALS, api_error_response
-from gateway.httpstrict import make_expect_handler, make_strict_middleware
+from gateway.httpstrict import make_expect_handler
 from gateway.models import Identity
 from gateway.proxy import ProxyForwarder
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
@@ -253,7 +253,6 @@ async def proxy_context(app: web.Application):
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     app[keys.ROUTES] = RouteTable()
-    app.middlewares.insert(0, make_strict_middleware(body_limit(settings)))
     expect = make_expect_handler(body_limit(settings))
     for kind in ("user", "services"):
         app.router.add_route("*", f"{settings.base_url}{kind}/{{tail:.*}}", proxied, expect_handler=expect)

@@ -122,11 +122,13 @@ async def requester_from_body(request: web.Request, body: dict[str, Any]) -> Ide
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(403)
     try:
-        name = await authenticator.authenticate(username, password)
+        # login(): the same throttle as the login page, so this is no way around it (429 with Retry-After)
+        user = await authenticator.login(username, password, address=request.remote)
+    except ApiError:
+        raise
     except Exception:
         log.exception("Error authenticating a token request for %s", shown(username))
         raise ApiError(403) from None
-    user = await request.app[keys.STORE].get_user(name) if name else None
     if user is None:
         raise ApiError(403)
     return await request.app[keys.AUTHORIZER].identity_for("user", user=user, via="none")
