@@ -159,6 +159,8 @@ def _user_query(name_filter: str, state: str, names: Iterable[str] | None, group
         where.append("EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
     elif state == "inactive":
         where.append("NOT EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
+    elif state == "ready":
+        where.append("EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND servers.url != '')")
     if names is not None or group_ids is not None:
         alternatives = []
         names, group_ids = list(names or ()), list(group_ids or ())
@@ -396,7 +398,7 @@ class Store:
         names: Iterable[str] | None = None,
         group_ids: Iterable[int] | None = None,
     ) -> tuple[list[User], int]:
-        """A page of users and the total matching. ``state``: '' | 'active' | 'inactive' (by server records);
+        """A page of users and the total matching. ``state``: '' | 'active' | 'ready' | 'inactive' (by server records);
         ``names``/``group_ids`` restrict to listed users or members (for post-filtered scopes)."""
         clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
         total_row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
