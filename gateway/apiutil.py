@@ -54,8 +54,8 @@ async def json_body(request: web.Request) -> Any:
     data = await request.content.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, f"Request body too large (limit {limit} bytes)")
-    if not data.strip():
-        return None
+    if not data:
+        return None  # as JupyterHub: only an empty body is "no body"; whitespace alone is invalid JSON
     try:
         return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
