@@ -86,7 +86,8 @@ def constant_fields(scope_set: scopes.Scopes, table: Any) -> frozenset[str] | No
 
 
 class UserModels:
-    """Builds many user models for one caller with one query per kind of data (groups, roles, servers)."""
+    """Builds many user models for one caller: one query per kind of data (groups, roles, servers), or a
+    single one for a listing page that ``Store.list_users_detailed`` already joined."""
 
     def __init__(self, request: web.Request, *, include_stopped: bool = False,
                  extra_fields: frozenset[str] = frozenset()):
