@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,12 @@ def iso(ts: float | None) -> str | None:
     """JupyterHub's timestamp format: naive UTC ISO-8601 with a 'Z'."""
     if ts is None:
         return None
+    return _iso(ts)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _iso(ts: float) -> str:
+    # Cached: listings format the same creation and activity times over and over.
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
@@ -52,8 +59,8 @@ async def json_body(request: web.Request) -> Any:
         data += chunk
     if len(data) > limit:
         raise ApiError(413, f"Request body too large (limit {limit} bytes)")
-    if not data.strip():
-        return None
+    if not data:
+        return None  # as JupyterHub: only an empty body is "no body"; whitespace alone is invalid JSON
     try:
         return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting

@@ -112,4 +112,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX tokens_session ON tokens(session_id);
         """,
     ),
+    (
+        "0003_memberships_by_user",
+        """
+        CREATE INDEX user_roles_user ON user_roles(user_id, role_id);
+        CREATE INDEX group_members_user_group ON group_members(user_id, group_id);
+        """,
+    ),
 )

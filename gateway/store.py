@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -33,6 +34,16 @@ from gateway.migrations import MIGRATIONS
 from gateway.models import Group, LoginSession, OwnerKind, Role, Server, Service, Token, User
 
 log = logging.getLogger("gateway.store")
+
+
+class UserListing(NamedTuple):
+    """One row of a user listing: the user, its group and role names, and whether it has server records.
+    (A NamedTuple rather than a frozen dataclass: listings build thousands of these per second.)"""
+
+    user: User
+    groups: tuple[str, ...]
+    roles: tuple[str, ...]
+    has_servers: bool
 
 
 class StoreError(Exception):
@@ -130,6 +141,46 @@ SERVER_SELECT = "SELECT servers.*, users.name AS user_name FROM servers JOIN use
 USER_SORTS = {"id": "users.id", "name": "users.name", "last_activity": "users.last_activity"}
 
 
+@functools.lru_cache(maxsize=4096)
+def _names(json_array: str) -> tuple[str, ...]:
+    """A JSON array of names, decoded once per distinct value (most users share a few role/group sets)."""
+    return tuple(json.loads(json_array))
+
+
+def _user_query(name_filter: str, state: str, names: Iterable[str] | None, group_ids: Iterable[int] | None,
+                sort: str) -> tuple[str, list[Any], str]:
+    """WHERE clause, its parameters and ORDER BY terms of a user listing (see ``Store.list_users``)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if name_filter:
+        where.append("users.name LIKE ? ESCAPE '\\'")
+        escaped = name_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"%{escaped}%")
+    if state == "active":
+        where.append("EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
+    elif state == "inactive":
+        where.append("NOT EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
+    elif state == "ready":
+        where.append("EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND servers.url != '')")
+    if names is not None or group_ids is not None:
+        alternatives = []
+        names, group_ids = list(names or ()), list(group_ids or ())
+        if names:
+            alternatives.append(f"users.name IN ({','.join('?' * len(names))})")
+            params.extend(names)
+        if group_ids:
+            alternatives.append(
+                f"users.id IN (SELECT user_id FROM group_members WHERE group_id IN ({','.join('?' * len(group_ids))}))")
+            params.extend(group_ids)
+        where.append("(" + " OR ".join(alternatives) + ")" if alternatives else "0")
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    descending = sort.startswith("-")
+    column = USER_SORTS[sort.lstrip("-")]
+    # JupyterHub: ascending puts NULLs first, descending puts them last.
+    order = f"{column} DESC NULLS LAST" if descending else f"{column} ASC NULLS FIRST"
+    return clause, params, order
+
+
 class Store:
     """sqlite store. Create with ``await Store.open(path)``; close with ``await store.close()``."""
 
@@ -140,6 +191,7 @@ class Store:
         self._write_lock = asyncio.Lock()
         self.authz_version = 0
         self.revocation_version = 0
+        self._role_names_cache: dict[int, tuple[int, list[str]]] = {}  # user id -> (authz_version, names)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -393,33 +445,9 @@ class Store:
         names: Iterable[str] | None = None,
         group_ids: Iterable[int] | None = None,
     ) -> tuple[list[User], int]:
-        """A page of users and the total matching. ``state``: '' | 'active' | 'inactive' (by server records);
+        """A page of users and the total matching. ``state``: '' | 'active' | 'ready' | 'inactive' (by server records);
         ``names``/``group_ids`` restrict to listed users or members (for post-filtered scopes)."""
-        where, params = [], []
-        if name_filter:
-            where.append("users.name LIKE ? ESCAPE '\\'")
-            escaped = name_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(f"%{escaped}%")
-        if state == "active":
-            where.append("EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
-        elif state == "inactive":
-            where.append("NOT EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id AND (servers.url != '' OR servers.started IS NOT NULL))")
-        if names is not None or group_ids is not None:
-            alternatives = []
-            names, group_ids = list(names or ()), list(group_ids or ())
-            if names:
-                alternatives.append(f"users.name IN ({','.join('?' * len(names))})")
-                params.extend(names)
-            if group_ids:
-                alternatives.append(
-                    f"users.id IN (SELECT user_id FROM group_members WHERE group_id IN ({','.join('?' * len(group_ids))}))")
-                params.extend(group_ids)
-            where.append("(" + " OR ".join(alternatives) + ")" if alternatives else "0")
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        descending = sort.startswith("-")
-        column = USER_SORTS[sort.lstrip("-")]
-        # JupyterHub: ascending puts NULLs first, descending puts them last.
-        order = f"{column} DESC NULLS LAST" if descending else f"{column} ASC NULLS FIRST"
+        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
         total_row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else (f" LIMIT -1 OFFSET {int(offset)}" if offset else "")
         rows = await self._all(f"SELECT * FROM users {clause} ORDER BY {order}, users.id{page}", params)
@@ -850,3 +878,53 @@ class Store:
         service = await self.get_service_by_id(service_id)
         assert service is not None
         return service
+
+    async def list_users_detailed(
+        self,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        name_filter: str = "",
+        sort: str = "id",
+        state: str = "",
+        names: Iterable[str] | None = None,
+        group_ids: Iterable[int] | None = None,
+    ) -> tuple[list[UserListing], int]:
+        """``list_users`` with each user's group and role names and whether it has server records, and the
+        total, in one statement: a page of the REST user list costs one database round trip."""
+        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
+        page = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
+        # The page is cut first (inner query), so the per-user subqueries run for its rows only.
+        rows = await self._all(
+            f"""SELECT users.id, users.name, users.admin, users.created, users.last_activity, users.user_info,
+                (SELECT COUNT(*) FROM users {clause}) AS total,
+                (SELECT json_group_array(name) FROM (SELECT groups.name FROM group_members
+                    JOIN groups ON groups.id = group_members.group_id
+                    WHERE group_members.user_id = users.id ORDER BY group_members.group_id)) AS group_names,
+                (SELECT json_group_array(name) FROM (SELECT roles.name FROM user_roles
+                    JOIN roles ON roles.id = user_roles.role_id
+                    WHERE user_roles.user_id = users.id ORDER BY user_roles.role_id)) AS role_names,
+                EXISTS (SELECT 1 FROM servers WHERE servers.user_id = users.id) AS has_servers
+            FROM (SELECT * FROM users {clause} ORDER BY {order}, users.id{page}) AS users
+            ORDER BY {order}, users.id""",
+            [*params, *params])
+        if not rows:
+            total = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
+            return [], total["n"] if total else 0
+        # Positional reads of the columns listed above: this loop runs for every row of every page.
+        listing = [UserListing(User(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None),
+                               _names(r[7]), _names(r[8]), bool(r[9])) for r in rows]
+        return listing, rows[0][6]
+
+    async def role_names_of_user_cached(self, user_id: int) -> list[str]:
+        """The user's own role names, cached until roles or memberships change (``authz_version``)."""
+        cache = self._role_names_cache
+        hit = cache.get(user_id)
+        if hit is not None and hit[0] == self.authz_version:
+            return list(hit[1])
+        version = self.authz_version
+        names = (await self.role_names_of_users([user_id]))[user_id]
+        if len(cache) > 20_000:
+            cache.clear()
+        cache[user_id] = (version, names)
+        return list(names)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ from tests.conftest import GatewayProcess
 
 SPEC = Path(__file__).parent / "data" / "jupyterhub-rest-api.yml"
 TOKEN = "fuzz-admin-token-0001"
-EXAMPLES = 25  # per operation and generation mode
+EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "25"))  # per operation and mode; raise it for a deep run
 REQUEST_TIMEOUT = 10  # seconds: a slower answer counts as a hang
 
 NOT_HERE = ("server", "shared", "shares", "share-code", "oauth", "get-auth-cookie")

@@ -84,6 +84,9 @@ async def test_one_group(hub):
     await expect(hub, "GET", "/groups/team", 403, missing("read:groups", "read:groups:name", "read:roles:groups"),
                  token=svc)
     await expect(hub, "POST", "/groups/other", 403, missing("admin:groups"), token=svc)
+    creator = await token_with(hub, "creator", ["admin:groups!group=allowed"])
+    await expect(hub, "POST", "/groups/other", 404, NOT_FOUND, token=creator)
+    await expect(hub, "POST", "/groups/allowed", 201, token=creator)
     deleter = await token_with(hub, "deleter", ["delete:groups!group=empty"])
     await expect(hub, "DELETE", "/groups/team", 404, NOT_FOUND, token=deleter)
     assert (await hub.store.get_group("team")) is not None
@@ -128,6 +131,7 @@ async def test_group_members(hub):
 async def test_group_properties(hub):
     admin = await hub.new_token("root", admin=True)
     plain = await service_token_with(hub, "plain", ["read:groups"])
+    elsewhere = await token_with(hub, "elsewhere", ["groups!group=other"])
     await expect(hub, "POST", "/groups/team", 201, token=admin)
     r = await expect(hub, "PUT", "/groups/team/properties", 200, token=admin, json_body={"a": [1, {"b": None}]})
     assert r.body["properties"] == {"a": [1, {"b": None}]}
@@ -142,4 +146,5 @@ async def test_group_properties(hub):
                      data=raw, headers={"Content-Type": "application/json"})
     await expect(hub, "PUT", "/groups/nosuch/properties", 404, "No such group: nosuch", token=admin, json_body={})
     await expect(hub, "PUT", "/groups/team/properties", 403, missing("groups"), token=plain, json_body={})
+    await expect(hub, "PUT", "/groups/team/properties", 404, NOT_FOUND, token=elsewhere, json_body={})
     assert snapshot(hub) == before

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
 import aiohttp
 from aiohttp import web
 
+from gateway import keys
 from gateway.app import create_app
-from tests.api_helpers import assert_error_shape, call, expect
+from tests.api_helpers import assert_error_shape, call, expect, snapshot
 
 # (method, path relative to /hub/api) that this API serves; servers, shares and OAuth live elsewhere.
 ENDPOINTS = {
@@ -111,3 +114,25 @@ async def test_oversized_url_is_refused_and_hub_keeps_serving(hub):
     r = await expect(hub, "GET", "/users", 200, token=admin)
     assert json.dumps(r.body)
     assert_error_shape((await call(hub, "GET", "/users/nosuch", token=admin)))
+
+
+async def test_cookie_calls_need_xsrf_on_scoped_endpoints(hub):
+    """CVE-2020-36191: a browser session changes nothing through the API without the XSRF token."""
+    user = await hub.new_user("root", admin=True)
+    authorizer = hub.app[keys.AUTHORIZER]
+    session_id = uuid.uuid4().hex
+    await hub.store.create_session(session_id, user.id, time.time() + 3600)
+    cookie = {"Cookie": f"gateway-login={authorizer.session_cookie_value(session_id)}"}
+    xsrf = {"X-XSRFToken": authorizer.xsrf_token(session_id, hub.settings.hub_prefix)}
+    before = snapshot(hub)
+    for method, path, body in (("POST", "/groups/g", None), ("POST", "/users", {"usernames": ["x"]}),
+                               ("PATCH", "/users/root", {"name": "boss"}), ("DELETE", "/users/root", None),
+                               ("POST", "/shutdown", None)):
+        await expect(hub, method, path, 403, f"'_xsrf' argument missing from {method}", json_body=body, headers=cookie)
+        await expect(hub, method, path, 403, "'_xsrf' argument invalid", json_body=body,
+                     headers={**cookie, "X-XSRFToken": "x"})
+    await expect(hub, "GET", "/users", 403, "'_xsrf' argument missing from GET", headers={**cookie, "Sec-Fetch-Mode": "cors"})
+    assert snapshot(hub) == before
+    await expect(hub, "GET", "/users", 200, headers=cookie)  # a plain navigation
+    await expect(hub, "POST", "/groups/g", 201, headers={**cookie, **xsrf})
+    await expect(hub, "GET", "/users", 200, headers={**cookie, **xsrf, "Sec-Fetch-Mode": "cors"})

@@ -90,6 +90,7 @@ async def test_add_and_remove_services(start_hub):
     await expect(hub, "DELETE", "/services/ext", 403, missing("admin:services"), token=reader)
     await expect(hub, "POST", "/services/other", 403, missing("admin:services"), token=reader, json_body={"url": ""})
     await expect(hub, "DELETE", "/services/ext", 404, NOT_FOUND, token=scoped)
+    await expect(hub, "POST", "/services/unlisted", 404, NOT_FOUND, token=scoped, json_body={"url": ""})
     assert snapshot(hub) == before
     r = await expect(hub, "DELETE", "/services/ext", 200, token=admin)
     assert r.text == ""

@@ -125,9 +125,14 @@ async def test_list_users_state_filters_and_servers(hub):
     await running(hub, "alice")
     bob = await hub.new_user("bob")
     await hub.store.create_server(bob.id, "nb")  # stopped named server
+    carol = await hub.new_user("carol")
+    starting = await hub.store.create_server(carol.id, "")
+    await hub.store.update_server(starting.id, started=time.time())  # started, no URL yet: active, not ready
     r = await expect(hub, "GET", "/users?state=active", 200, token=admin)
-    assert [u["name"] for u in r.body] == ["alice"]
-    assert [u["name"] for u in (await expect(hub, "GET", "/users?state=ready", 200, token=admin)).body] == ["alice"]
+    assert [u["name"] for u in r.body] == ["alice", "carol"]
+    r = await expect(hub, "GET", "/users?state=ready", 200, token=admin,
+                     headers={"Accept": "application/jupyterhub-pagination+json"})
+    assert [u["name"] for u in r.body["items"]] == ["alice"] and r.body["_pagination"]["total"] == 1
     r = await expect(hub, "GET", "/users?state=inactive", 200, token=admin)
     assert sorted(u["name"] for u in r.body) == ["bob", "root"]
     r = await expect(hub, "GET", "/users/alice", 200, token=admin)
@@ -317,6 +322,7 @@ async def test_patch_user_privileges(start_hub):
     await hub.new_user("root", admin=True)
     manager = await token_with(hub, "manager", ["admin:users"])
     alice = await hub.new_token("alice")
+    other_only = await token_with(hub, "other-only", ["admin:users!user=root"])
     before = snapshot(hub)
     await expect(hub, "PATCH", "/users/alice", 403, "Only admins can grant admin permissions", token=manager,
                  json_body={"admin": True})
@@ -330,6 +336,7 @@ async def test_patch_user_privileges(start_hub):
                  json_body={"name": "boss"})  # admin_users would make 'boss' an admin at the next start
     for body in ({"admin": True}, {"name": "admin"}, {"name": "new"}):
         await expect(hub, "PATCH", "/users/alice", 403, missing("admin:users"), token=alice, json_body=body)
+    await expect(hub, "PATCH", "/users/alice", 404, NOT_FOUND, token=other_only, json_body={"name": "x"})
     assert snapshot(hub) == before
     r = await expect(hub, "PATCH", "/users/alice", 200, token=manager, json_body={"name": "alice2"})
     assert r.body["admin"] is False

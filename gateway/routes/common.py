@@ -23,6 +23,7 @@ from gateway import keys, scopes
 from gateway.errors import ApiError
 from gateway.models import Identity, Server, User
 from gateway.serialize import server_model, user_model
+from gateway.store import UserListing
 
 log = logging.getLogger("gateway.api")
 
@@ -85,7 +86,8 @@ def constant_fields(scope_set: scopes.Scopes, table: Any) -> frozenset[str] | No
 
 
 class UserModels:
-    """Builds many user models for one caller with one query per kind of data (groups, roles, servers)."""
+    """Builds many user models for one caller: one query per kind of data (groups, roles, servers), or a
+    single one for a listing page that ``Store.list_users_detailed`` already joined."""
 
     def __init__(self, request: web.Request, *, include_stopped: bool = False,
                  extra_fields: frozenset[str] = frozenset()):
@@ -107,27 +109,42 @@ class UserModels:
             return self._user_fields | self.extra_fields
         return self.scopes.fields_for_user(user.name, frozenset(groups)) | self.extra_fields
 
-    async def build(self, users: Sequence[User]) -> list[dict[str, Any]]:
-        """Models in the order given; a user the caller may not see at all gets an empty dict."""
+    async def build(self, users: Sequence[User], *, listing: Sequence[UserListing] | None = None) -> list[dict[str, Any]]:
+        """Models in the order given; a user the caller may not see at all gets an empty dict.
+
+        ``listing`` (from ``Store.list_users_detailed``) saves the group, role and server queries.
+        """
         if not users:
             return []
-        ids = [u.id for u in users]
-        groups = await self.store.groups_of_users(ids)
+        if listing is not None:
+            groups = {row.user.id: row.groups for row in listing}
+            roles = {row.user.id: row.roles for row in listing}
+            with_servers = {row.user.id for row in listing if row.has_servers}
+        else:
+            ids = [u.id for u in users]
+            groups = await self.store.groups_of_users(ids)
         fields = {u.id: self.fields(u, groups[u.id]) for u in users}
         wanted = set().union(*fields.values())
-        roles = await self.store.role_names_of_users(ids) if "roles" in wanted else {}
+        if listing is None:
+            roles = await self.store.role_names_of_users(ids) if "roles" in wanted else {}
+            with_servers = None
         # Servers are looked up when the caller may see any: a server-filtered read:servers shows
         # that server even on a user whose own fields do not include 'servers'.
         need_servers = bool(SERVER_FIELDS & wanted) or self.scopes.list_filter("read:servers") is not None
-        parts = await self._server_parts(users, groups, fields) if need_servers and wanted else {}
+        parts = await self._server_parts(users, groups, fields, with_servers) if need_servers and wanted else {}
+        base_url = self.base_url
         models = []
         for user in users:
             visible = fields[user.id]
             if not visible:
                 models.append({})
                 continue
-            part = parts.get(user.id) or {}
-            model = user_model(user, fields=visible, base_url=self.base_url, roles=roles.get(user.id, ()),
+            part = parts.get(user.id)
+            if part is None:
+                models.append(user_model(user, fields=visible, base_url=base_url, roles=roles.get(user.id, ()),
+                                         groups=groups[user.id]))
+                continue
+            model = user_model(user, fields=visible, base_url=base_url, roles=roles.get(user.id, ()),
                                groups=groups[user.id], servers=part.get("servers"),
                                default_ready=part.get("default_ready", False),
                                default_pending=part.get("default_pending"))
@@ -142,8 +159,12 @@ class UserModels:
     # ------------------------------------------------------------ server parts
 
     async def _server_parts(self, users: Sequence[User], groups: dict[int, list[str]],
-                            fields: dict[int, frozenset[str]]) -> dict[int, dict[str, Any]]:
+                            fields: dict[int, frozenset[str]], with_servers: set[int] | None) -> dict[int, dict[str, Any]]:
         shown_users = [u for u in users if fields[u.id]]
+        if with_servers is not None:
+            shown_users = [u for u in shown_users if u.id in with_servers]  # no records: nothing to show
+            if not shown_users:
+                return {}
         records = await self.store.servers_of_users([u.id for u in shown_users])
         manager = self.app.get(keys.SERVERS)
         if manager is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from aiohttp import web
@@ -50,11 +51,11 @@ async def whoami(request: web.Request) -> web.Response:
         raise ApiError(403)
     store = request.app[keys.STORE]
     base_url = request.app[keys.SETTINGS].base_url
-    held = sorted(scopes.reduce_scopes(identity.scopes.expanded))
+    held = list(_held(identity.scopes.expanded))
     if identity.kind == "user":
         user = identity.user
-        roles = (await store.role_names_of_users([user.id]))[user.id]
-        fields = identity.scopes.fields_for_user(user.name, identity.groups)
+        roles = await store.role_names_of_user_cached(user.id)
+        fields = _own_fields(identity.scopes, user.name, identity.groups)
         servers_model = await _own_servers(request, user, fields)
         model = user_model(user, fields=fields | {"kind", "name"}, base_url=base_url, roles=roles,
                            groups=sorted(identity.groups), **servers_model)
@@ -67,6 +68,18 @@ async def whoami(request: web.Request) -> web.Response:
     model["session_id"] = identity.session_id
     model["scopes"] = held
     return json_response(model)
+
+
+# Cached: a token's scopes and its owner's fields are the same on every call (the hot path of
+# every single-user server and service that checks who a token belongs to).
+@functools.lru_cache(maxsize=4096)
+def _held(expanded: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(scopes.reduce_scopes(expanded)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_fields(scope_set: scopes.Scopes, name: str, groups: frozenset[str]) -> frozenset[str]:
+    return scope_set.fields_for_user(name, groups)
 
 
 async def _own_servers(request: web.Request, user, fields: frozenset[str]) -> dict:

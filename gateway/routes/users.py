@@ -70,16 +70,16 @@ async def list_users(request: web.Request) -> web.Response:
         names = allowed.users
         group_ids = (await store.group_ids(allowed.groups)).values()
     if len(name_filter) > MAX_NAME_LENGTH:
-        users, total = [], 0  # no name is that long
+        listing, total = [], 0  # no name is that long
     else:
-        users, total = await store.list_users(
+        listing, total = await store.list_users_detailed(
             offset=offset, limit=limit, name_filter=name_filter, sort=sort,
-            state="active" if state == "ready" else state, names=names, group_ids=group_ids)
+            state=state, names=names, group_ids=group_ids)
+    users = [row.user for row in listing]
     builder = UserModels(request, include_stopped=query_flag(request, "include_stopped_servers"))
-    models = await builder.build(users)
-    if state == "ready":
-        # As JupyterHub: 'ready' is 'active' cut down afterwards, so a page may come back short.
-        models = [m for m in models if m.get("server") or any(s.get("ready") for s in m.get("servers", {}).values())]
+    models = await builder.build(users, listing=listing)
+    # 'ready' (a server with a URL) is filtered in the query, so pages are full and the total is right
+    # (JupyterHub cuts 'active' pages down afterwards: short pages, a total that counts pending users).
     items = [m for m in models if m]
     if not paginated and offset == 0 and total > len(users):
         log.warning("Truncated user list in request that does not expect pagination: %d of %d users",
