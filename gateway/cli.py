@@ -65,6 +65,18 @@ def settings_from(args: argparse.Namespace, extra: Sequence[str]) -> Settings:
     return load_settings(config, overrides)
 
 
+def quiet_settings(args: argparse.Namespace, extra: Sequence[str]) -> Settings | int:
+    """Settings for a subcommand whose stdout is its answer: logs go to stderr at WARNING unless asked.
+    Returns the exit status 2 instead when the config has problems."""
+    try:
+        settings = settings_from(args, extra)
+    except ConfigError as e:
+        setup_logging("WARNING")
+        return report_config_error(e)
+    setup_logging(settings.log_level if args.log_level else "WARNING")
+    return settings
+
+
 def report_config_error(e: ConfigError) -> int:
     for problem in e.problems:
         print(f"gateway: config error: {problem}", file=sys.stderr)
@@ -228,12 +240,9 @@ def token_command(argv: list[str]) -> int:
     if len(args.username) > 1:
         print("Must specify exactly one username", file=sys.stderr)
         return 1
-    try:
-        settings = settings_from(args, extra)
-    except ConfigError as e:
-        setup_logging("WARNING")
-        return report_config_error(e)
-    setup_logging(settings.log_level if args.log_level else "WARNING")
+    settings = quiet_settings(args, extra)
+    if isinstance(settings, int):
+        return settings
     if args.expires_in is not None and args.expires_in <= 0:
         print("--expires-in must be a positive number of seconds", file=sys.stderr)
         return 1
@@ -312,12 +321,9 @@ def set_password_command(argv: list[str]) -> int:
     parser.add_argument("--keep-sessions", dest="keep_sessions", action="store_true",
                         help="do not log the user out of existing sessions")
     args, extra = parser.parse_known_args(argv)
-    try:
-        settings = settings_from(args, extra)
-    except ConfigError as e:
-        setup_logging("WARNING")
-        return report_config_error(e)
-    setup_logging(settings.log_level if args.log_level else "WARNING")
+    settings = quiet_settings(args, extra)
+    if isinstance(settings, int):
+        return settings
     if settings.authenticator_class != "password":
         print(f"Note: authenticator_class is {settings.authenticator_class!r}; stored passwords are used only by "
               "the 'password' authenticator", file=sys.stderr)

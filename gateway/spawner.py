@@ -37,19 +37,10 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway import procs
+from gateway.config import DEFAULT_ENV_KEEP
 
 log = logging.getLogger("gateway.spawner")
 
-DEFAULT_ENV_KEEP = (
-    "PATH",
-    "PYTHONPATH",
-    "CONDA_ROOT",
-    "CONDA_DEFAULT_ENV",
-    "VIRTUAL_ENV",
-    "LANG",
-    "LC_ALL",
-    "JUPYTERHUB_SINGLEUSER_APP",
-)
 READY_POLL_INTERVAL = 0.01  # seconds between cheap TCP connects while waiting for a server to listen
 EXIT_CHECK_INTERVAL = 0.02  # seconds between exit checks while an HTTP probe is outstanding
 SECRET_VARIABLES = ("JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")

@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from gateway import keys
+
 _roles = itertools.count()
 
 
@@ -71,3 +73,13 @@ async def service_token_with(hub, name: str, scopes: Sequence[str]) -> str:
     role = await hub.store.upsert_role(f"test-role-{next(_roles)}", "granted by a test", list(scopes))
     await hub.store.grant_role(role.id, service_id=service.id)
     return await hub.new_token(name, scopes=list(scopes), service=True)
+
+
+async def running(hub, user_name: str, server_name: str = ""):
+    """A really running server (the fake single-user server), started through the ServerManager."""
+    user = await hub.store.get_user(user_name) or await hub.new_user(user_name)
+    manager = hub.app[keys.SERVERS]
+    entry, _ = await manager.start(user, server_name)
+    await manager.wait(entry, 30)
+    assert entry.ready, entry.failure
+    return await hub.store.get_server(user.id, server_name)

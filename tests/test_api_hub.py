@@ -16,22 +16,13 @@ import aiohttp
 import pytest
 
 from gateway import keys, procs
-from tests.api_helpers import expect, snapshot, token_with
+from tests.api_helpers import expect, running, snapshot, token_with
 
 FAKE = Path(__file__).parent / "fake_server.py"
 
 
 def missing(*scopes: str) -> str:
     return f"Action is not authorized with current scopes; requires any of [{', '.join(scopes)}]"
-
-
-async def running(hub, user_name: str, server_name: str = ""):
-    user = await hub.store.get_user(user_name) or await hub.new_user(user_name)
-    manager = hub.app[keys.SERVERS]
-    entry, _ = await manager.start(user, server_name)
-    await manager.wait(entry, 30)
-    assert entry.ready, entry.failure
-    return await hub.store.get_server(user.id, server_name)
 
 
 def alive(pid: int) -> bool:

@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from gateway import keys
 
 from gateway.apiutil import iso
-from tests.api_helpers import call, expect, service_token_with, snapshot, token_with
+from tests.api_helpers import call, expect, running, service_token_with, snapshot, token_with
 
 NOT_FOUND = "No access to resources or resources not found"
 CREDENTIALS = "Missing or invalid credentials."
@@ -17,16 +16,6 @@ CREDENTIALS = "Missing or invalid credentials."
 
 def missing(*scopes: str) -> str:
     return f"Action is not authorized with current scopes; requires any of [{', '.join(scopes)}]"
-
-
-async def running(hub, user_name: str, server_name: str = ""):
-    """A really running server (the fake single-user server), started through the ServerManager."""
-    user = await hub.store.get_user(user_name) or await hub.new_user(user_name)
-    manager = hub.app[keys.SERVERS]
-    entry, _ = await manager.start(user, server_name)
-    await manager.wait(entry, 30)
-    assert entry.ready, entry.failure
-    return await hub.store.get_server(user.id, server_name)
 
 
 @pytest.fixture
