@@ -301,8 +301,10 @@ async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
     await context.add_init_script(RECORD_PROGRESS)
-    sockets = []
+    sockets, writes = [], []
     page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("request", lambda r: writes.append(r.headers.get("x-xsrftoken"))
+            if r.method in ("POST", "PUT", "PATCH", "DELETE") and "/user/alice/" in r.url else None)
     await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Fhome")
     await page.get_by_role("link", name="Start").click()
     await page.wait_for_url(hub.url + "/user/alice/lab**", timeout=LAB_TIMEOUT_MS)
@@ -336,6 +338,9 @@ async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium
     assert (await output.text_content()).strip() == "2"
     await shot(page, "notebook-1-plus-1")
     assert any("/user/alice/api/kernels/" in url and url.startswith("ws://") for url in sockets), sockets
+    # JupyterLab's writes (new notebook, kernel session) carried the proxy's _xsrf cookie back as X-XSRFToken
+    xsrf = next(c["value"] for c in await context.cookies() if c["name"] == "_xsrf" and c["path"] == "/user/alice/")
+    assert writes and set(writes) == {xsrf}, writes
     await context.close()
 
 
