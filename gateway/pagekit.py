@@ -5,9 +5,11 @@ Vocabulary:
   Authorization header); ``page_identity`` re-resolves from the cookie when the middleware found a token.
 - ``@page(login=True)``: anonymous GET/HEAD → 302 to ``/hub/login?next=<this URL>``, other methods → 403;
   every POST needs the hub XSRF token (form field ``_xsrf`` or ``X-XSRFToken``).
-- ``render(request, template, **context)``: HTML with the base context (user, XSRF token, prefixes,
-  whether servers can be managed) and a strict Content-Security-Policy (scripts and styles from
+- ``render(request, template, **context)``: HTML with the base context (user, XSRF token, prefixes)
+  and a strict Content-Security-Policy (scripts and styles from
   ``/hub/static/`` only, no framing, forms post to this origin only).
+- ``server_status(app, user, server)``: what pages show and where they send browsers: the server
+  manager's status, with 'ready' only once the proxy routes the server.
 """
 
 from __future__ import annotations
@@ -113,15 +115,27 @@ def page(*, login: bool = True) -> Callable[[Handler], Handler]:
 # ---------------------------------------------------------------- where a user lands
 
 
+def server_status(app: web.Application, user_name: str, server_name: str) -> str | None:
+    """The server manager's status ('ready' | 'spawn' | 'stop' | None), where 'ready' also needs the
+    proxy's route: a page sends a browser to ``/user/...`` only when the proxy will forward it there,
+    since the proxy sends it back to ``/hub/user/...`` otherwise (a redirect loop). The two differ only
+    for a moment (a server being marked stopped loses its route first); the page then says "stopped"."""
+    status = app[keys.SERVERS].status(user_name, server_name)
+    if status == "ready":
+        route = app[keys.ROUTES].lookup("user", user_name, f"/{server_name}/" if server_name else "/")
+        if route is None or route.server_name != server_name:
+            return None
+    return status
+
+
 def landing_url(request: web.Request, user: User) -> str:
     """Where /hub/ and a login without ``next`` go (JupyterHub's RootHandler)."""
     settings = request.app[keys.SETTINGS]
     if settings.default_url:
         return settings.default_url
-    manager = request.app.get(keys.SERVERS)
-    if not settings.redirect_to_server or manager is None:
+    if not settings.redirect_to_server:
         return settings.hub_prefix + "home"
-    if manager.status(user.name, "") == "ready":
+    if server_status(request.app, user.name, "") == "ready":
         return user_url(settings.base_url, user.name)
     return settings.hub_prefix + "spawn"
 
@@ -156,7 +170,6 @@ def base_context(request: web.Request) -> dict[str, object]:
         "is_admin_ui": logged_in and identity.scopes.has("admin-ui"),
         "base_url": settings.base_url,
         "hub_prefix": settings.hub_prefix,
-        "servers_available": request.app.get(keys.SERVERS) is not None,
         "static": functools.partial(static_url, request.app),
     }
 

@@ -69,7 +69,37 @@ log = logging.getLogger("gateway.proxy")
 SMALL_BODY = 64 * 1024
 # client write buffer while streaming a response (per connection, bounded)
 STREAM_WRITE_HIGH = 512 * 1024
+# how often a websocket handshake waiting for its backend looks whether the client is still there
+CLIENT_CHECK_SECONDS = 0.5
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class _ClientGone(Exception):
+    """The client closed its connection while its request waited for the backend."""
+
+
+async def _head_while_client_waits(request: web.Request, conn: UpstreamConnection) -> ResponseHead:
+    """The backend's answer to a websocket handshake, unless the client gives up first.
+
+    A backend may hold a handshake for long (jupyter-server holds a kernel's until the kernel
+    answers) and a client may give up meanwhile (JupyterLab closes the sockets of a session it
+    replaced). aiohttp does not cancel handlers of vanished clients, and an upgrade request has
+    no body whose end would tell, so the client's transport is looked at now and then; without
+    that the backend connection and this handler would stay until the read timeout.
+    Handshakes are rare, so plain requests (the hot path) do not pay for the extra task.
+    """
+    head = asyncio.ensure_future(conn.read_head())
+    try:
+        while True:  # bounded: read_head ends with BackendTimeout after the read timeout
+            done, _ = await asyncio.wait((head,), timeout=CLIENT_CHECK_SECONDS)
+            if done:
+                return head.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise _ClientGone
+    finally:
+        if not head.done():
+            head.cancel()
 
 
 class ProxyForwarder:
@@ -191,8 +221,11 @@ class ProxyForwarder:
                 conn.start(head, no_body=no_body)
                 if streamed:
                     await self._send_body(request, conn, length)
-                resp_head = await conn.read_head()
+                resp_head = await (_head_while_client_waits(request, conn) if websocket else conn.read_head())
                 break
+            except _ClientGone:
+                conn.abort()
+                return web.Response(status=499, reason="Client Closed Request")  # nobody reads it
             except BackendUnavailable:
                 if (
                     attempt == 0

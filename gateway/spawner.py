@@ -376,6 +376,12 @@ class ProcessSpawner(Spawner):
             f"--ServerApp.base_url={self.spec.server_prefix}",
             "--ServerApp.allow_remote_access=True",  # the proxy keeps the public Host header
             "--ServerApp.open_browser=False",
+            # With hub_prefix in its tornado settings JupyterLab knows it is behind a hub: it leaves the
+            # server's token (our secret) out of its page config, so browsers never see it and use the
+            # login cookie and XSRF instead, and it links its Hub Control Panel and Log Out to the hub.
+            f"--ServerApp.tornado_settings=hub_prefix={self.spec.hub_url_base or self.spec.base_url + 'hub/'}",
+            "--ServerApp.tornado_settings=hub_host=",
+            f"--ServerApp.tornado_settings=user={self.spec.user}",
         ]
         if self.options.default_url:
             flags.append(f"--ServerApp.default_url={self.options.default_url}")

@@ -276,10 +276,7 @@ class Store:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as e:
-                raise StoreError(f"The database cannot be written: {e}") from None
+            await self._begin()
             try:
                 yield self._writer
             except sqlite3.OperationalError as e:
@@ -297,6 +294,28 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     await self._writer.execute("ROLLBACK")
                 raise StoreError(f"The database cannot be written: {e}") from None
+
+    async def _begin(self) -> None:
+        # aiosqlite runs a statement to its end in its own thread even when the task awaiting it is
+        # cancelled (a server start cancelled by a stop, say): a BEGIN cancelled on its way still opens
+        # the transaction, which must be rolled back before the next writer gets the lock, or every
+        # later write fails with "cannot start a transaction within a transaction".
+        begin = asyncio.ensure_future(self._writer.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._undo_begin(begin))
+            raise
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"The database cannot be written: {e}") from None
+
+    async def _undo_begin(self, begin: asyncio.Future) -> None:
+        try:
+            await begin
+        except sqlite3.Error:
+            return  # it never began
+        with contextlib.suppress(sqlite3.Error):
+            await self._writer.execute("ROLLBACK")
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
         async with self.transaction() as db:

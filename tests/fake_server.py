@@ -21,6 +21,8 @@ Environment switches:
   FAKE_SERVER_CHILD=1           start a child in our process group that ignores SIGINT and SIGTERM
   FAKE_SERVER_IGNORE_SIGNALS=1  ignore SIGINT and SIGTERM ourselves (only SIGKILL stops us)
   FAKE_SERVER_PIDFILE=<path>    write our pid there first thing
+  FAKE_SERVER_GATE=<path>       wait (at most GATE_WAIT_SECONDS) until <path> exists before listening,
+                                so a test holds a start pending for as long as it needs
 
 Run by hand: JUPYTER_TOKEN=abc python tests/fake_server.py --ServerApp.port=9999 --ServerApp.base_url=/user/a/
 """
@@ -41,6 +43,7 @@ from urllib.parse import urlparse
 
 from aiohttp import WSMsgType, web
 
+GATE_WAIT_SECONDS = 120.0
 SECRET_NAMES = ("JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 STUBBORN_CHILD = (
     "import signal, time\n"
@@ -158,6 +161,11 @@ def main(argv: list[str]) -> int:
     if os.environ.get("FAKE_SERVER_FAIL") == "1":
         print("fake server: failing at start as asked (FAKE_SERVER_FAIL=1)", flush=True)
         return 3
+    gate = os.environ.get("FAKE_SERVER_GATE")
+    if gate:
+        deadline = time.monotonic() + GATE_WAIT_SECONDS
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
     ip, port, base = listen_address(argv)
     if os.environ.get("FAKE_SERVER_HANG") == "1":
         sock = socket.create_server((ip, port))

@@ -1,23 +1,29 @@
-"""Helpers for page tests: a browser-like HTTP client that logs in through the real login form,
-and ``StandInServers``, a minimal in-memory stand-in for the server manager (``app[keys.SERVERS]``)
-so the pages can be driven before the real ServerManager is wired in. It implements only the
-interface the pages call (start/stop/status/list_servers/stop_all); it is not the thing under test.
+"""Helpers for page tests: real gateways whose servers are the fake single-user server, a
+browser-like HTTP client that logs in through the real login form, users with passwords, a
+throw-away system account for PAM.
+
+Vocabulary: a *gate* is a file a fake server waits for before it listens (``FAKE_SERVER_GATE``),
+so a test can hold a real start in its pending state and release it when it wants.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from gateway.errors import ApiError
-from gateway.models import Server, User
+from gateway import keys
+from gateway.models import User
+
+FAKE_SERVER = (sys.executable, str(Path(__file__).resolve().parent / "fake_server.py"))
 
 XSRF_INPUT = re.compile(r'name="_xsrf" value="([^"]+)"')
 
@@ -63,66 +69,51 @@ class Browser:
                                data={"username": username, "password": password, "_xsrf": form_xsrf(text)})
 
 
-@dataclass
-class StandInServers:
-    """In-memory servers for page tests: start makes a server 'spawn' (or 'ready' if ``instant``)."""
-
-    instant: bool = False
-    states: dict[tuple[str, str], str] = field(default_factory=dict)
-    records: dict[tuple[str, str], Server] = field(default_factory=dict)
-    started: list[tuple[str, str, dict | None]] = field(default_factory=list)
-    stopped: list[tuple[str, str]] = field(default_factory=list)
-
-    async def start(self, user: User, server_name: str, user_options: dict | None) -> None:
-        key = (user.name, server_name)
-        if self.states.get(key):
-            raise ApiError(400, f"{user.name} is already running")
-        self.records.setdefault(key, Server(id=len(self.records) + 1, user_id=user.id, user_name=user.name,
-                                            name=server_name))
-        self.states[key] = "ready" if self.instant else "spawn"
-        self.started.append((user.name, server_name, user_options))
-
-    async def stop(self, user: User, server_name: str) -> None:
-        self.states.pop((user.name, server_name), None)
-        self.stopped.append((user.name, server_name))
-
-    def status(self, user_name: str, server_name: str) -> str | None:
-        return self.states.get((user_name, server_name))
-
-    async def list_servers(self, user: User) -> list[Server]:
-        return [s for (u, _), s in sorted(self.records.items()) if u == user.name]
-
-    async def stop_all(self, user: User) -> None:
-        for (u, s) in list(self.states):
-            if u == user.name:
-                await self.stop(user, s)
+def fake_server_settings(**overrides) -> dict:
+    """Settings overrides for a gateway whose servers are the fast fake server (tests/fake_server.py)."""
+    return {"spawner_cmd": FAKE_SERVER, "spawner_start_timeout": 60.0, "spawner_poll_interval": 1.0, **overrides}
 
 
-_ABSENT = object()
+def gate_path(gates: Path, user_name: str, server_name: str = "") -> Path:
+    return gates / (f"{user_name}-{server_name}" if server_name else user_name)
 
 
-async def start_page_hub(settings, servers=_ABSENT, configure=None):
-    """A started gateway like conftest's ``hub``; ``servers`` replaces app[keys.SERVERS] once the app's own
-    contexts ran (a StandInServers, or None for "no server manager"); ``configure(app)`` runs before start."""
+def gated_environment(gates: Path, *users: str) -> dict:
+    """Spawner.environment making the fake servers of ``users`` wait for their gate, the file
+    ``gates/<user>[-<server>]``, before they listen: their starts stay pending until ``open_gate``."""
+    def gate(spawner) -> str:
+        return str(gate_path(gates, spawner.user.name, spawner.name)) if spawner.user.name in users else ""
+
+    return {"FAKE_SERVER_GATE": gate}
+
+
+def open_gate(gates: Path, user_name: str, server_name: str = "") -> None:
+    gate_path(gates, user_name, server_name).touch()
+
+
+async def wait_for_status(hub, user_name: str, server_name: str, wanted: str | None, timeout: float = 60) -> None:
+    """Wait until the server manager reports ``wanted`` (bounded by ``timeout``, never an assertion on time)."""
+    manager = hub.app[keys.SERVERS]
+    async with asyncio.timeout(timeout):
+        while manager.status(user_name, server_name) != wanted:
+            entry = manager.entry(user_name, server_name)
+            if entry is not None and entry.task is not None and not entry.task.done():
+                await manager.wait(entry, 1.0)
+            else:
+                await asyncio.sleep(0.05)
+
+
+async def start_page_hub(settings, configure=None):
+    """A started gateway like conftest's ``hub``; ``configure(app)`` runs before it starts."""
     from aiohttp import web
 
-    from gateway import keys
     from gateway.app import create_app
     from tests.conftest import Hub
 
     app = create_app(settings)
-    if servers is not _ABSENT:
-        async def replace_servers(app):
-            if servers is None:
-                app.pop(keys.SERVERS, None)
-            else:
-                app[keys.SERVERS] = servers
-            yield
-
-        app.cleanup_ctx.append(replace_servers)
     if configure is not None:
         configure(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)  # as the CLI
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -143,11 +134,12 @@ async def add_user(hub, name: str, password: str | None = None, *, admin: bool =
 
 @pytest.fixture
 async def page_hub(make_settings):
-    """start(servers=..., **settings) -> Hub; servers: a StandInServers, None (no manager) or left out."""
+    """start(configure=None, **settings) -> Hub: a real gateway whose servers are the fake server
+    unless ``spawner_cmd`` says otherwise (``spawner_cmd=()``: jupyter-server)."""
     hubs = []
 
-    async def start(servers=_ABSENT, configure=None, **overrides):
-        hub = await start_page_hub(make_settings(**overrides), servers, configure)
+    async def start(configure=None, **overrides):
+        hub = await start_page_hub(make_settings(**fake_server_settings(**overrides)), configure)
         hubs.append(hub)
         return hub
 
@@ -187,41 +179,3 @@ def system_account():
         yield name, password
     finally:
         subprocess.run(["userdel", name], check=False)
-
-
-def add_stand_in_tokens_api(app) -> bool:
-    """Until the tokens API lands: POST/DELETE /hub/api/users/{name}/tokens to the documented contract
-    (POST {note, expires_in, scopes} -> 201 {token, id, ...}; DELETE /tokens/{id} -> 204), over the real
-    store and behind the real ``requires_scope`` (cookie + XSRF + JSON rules). Returns False (and adds
-    nothing) when the app already has the real API."""
-    import time
-
-    from aiohttp import web
-
-    from gateway import keys
-    from gateway.auth import requires_scope
-    from gateway.errors import json_response
-
-    path = app[keys.SETTINGS].api_prefix + "users/{user_name}/tokens"
-    if any(r.canonical == path for r in app.router.resources()):
-        return False
-
-    @requires_scope("tokens")
-    async def create(request: web.Request) -> web.Response:
-        body = await request.json()
-        user = await request.app[keys.STORE].get_user(request.match_info["user_name"])
-        expires_at = time.time() + body["expires_in"] if body.get("expires_in") else None
-        token, plaintext = await request.app[keys.STORE].create_token(
-            "user", user.id, note=body.get("note", ""), scopes=body.get("scopes") or ("inherit",),
-            expires_at=expires_at)
-        return json_response({"token": plaintext, "id": token.api_id, "note": token.note,
-                              "expires_at": None}, 201)
-
-    @requires_scope("tokens")
-    async def delete(request: web.Request) -> web.Response:
-        await request.app[keys.STORE].delete_token(int(request.match_info["token_id"][1:]))
-        return web.Response(status=204)
-
-    app.router.add_post(path, create)
-    app.router.add_delete(path + "/{token_id}", delete)
-    return True

@@ -110,7 +110,7 @@ def test_shared_password_config():
 
 
 async def test_authenticator_is_in_the_app(page_hub):
-    hub = await page_hub(servers=None, authenticator_class="dummy")
+    hub = await page_hub(authenticator_class="dummy")
     assert hub.app[keys.AUTHENTICATOR].kind == "dummy"
 
 
@@ -119,7 +119,7 @@ async def test_authenticator_is_in_the_app(page_hub):
 
 async def test_pam_login(page_hub, browsers, system_account):
     name, password = system_account
-    hub = await page_hub(servers=None, authenticator_class="pam", allow_all=True)
+    hub = await page_hub(authenticator_class="pam", allow_all=True)
     auth = hub.app[keys.AUTHENTICATOR]
     assert await auth.authenticate(name, password) == name
     assert await auth.authenticate(name, password + "x") is None
@@ -127,7 +127,7 @@ async def test_pam_login(page_hub, browsers, system_account):
     status, _, _ = await browser.login(name, "wrong")
     assert status == 403
     status, _, headers = await browser.login(name, password)
-    assert status == 302 and headers["Location"] == "/hub/home"
+    assert status == 302 and headers["Location"] == "/hub/spawn"
     assert (await browser.get("/hub/api/user"))[0] == 200
-    hub2 = await page_hub(servers=None, authenticator_class="pam")  # JupyterHub 5+: no allow config, nobody
+    hub2 = await page_hub(authenticator_class="pam")  # JupyterHub 5+: no allow config, nobody
     assert await hub2.app[keys.AUTHENTICATOR].authenticate(name, password) is None

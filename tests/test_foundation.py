@@ -252,6 +252,23 @@ async def test_concurrent_writers_leave_consistent_store(make_settings, tmp_path
         await hub.runner.cleanup()
 
 
+async def test_write_cancelled_at_begin_leaves_store_writable(tmp_path):
+    """A writer cancelled while its BEGIN is under way (a server start cancelled by a stop) must not
+    leave the transaction open: the next write works."""
+    store = await Store.open(str(tmp_path / "cancel.sqlite"))
+    try:
+        for _ in range(3):
+            write = asyncio.ensure_future(store.create_user("cancelled"))
+            await asyncio.sleep(0)  # the write now waits for its BEGIN
+            write.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await write
+        assert (await store.create_user("next")).name == "next"
+        assert await store.get_user("cancelled") is None
+    finally:
+        await store.close()
+
+
 async def test_old_database_upgrades(tmp_path, make_settings):
     path = str(tmp_path / "old.sqlite")
     store = await Store.open(path, migrate=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import logging
 import re
 import subprocess
@@ -13,7 +12,8 @@ import aiohttp
 import pytest
 
 from gateway.auth import SESSION_COOKIE
-from tests.pagetools import add_stand_in_tokens_api, add_user, browsers, form_xsrf, page_hub  # noqa: F401
+from tests.pagetools import add_user, browsers, form_xsrf, page_hub  # noqa: F401
+from tests.standin_tokens import add_stand_in_tokens_api
 
 PASSWORD = "correct horse battery"
 
@@ -24,11 +24,11 @@ def set_cookies(headers) -> dict[str, str]:
 
 
 async def test_login_sets_session_cookie_with_flags(page_hub, browsers):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     status, _, headers = await browser.login("alice", PASSWORD)
-    assert status == 302 and headers["Location"] == "/hub/home"  # no server manager: home
+    assert status == 302 and headers["Location"] == "/hub/spawn"  # redirect_to_server: not running, so spawn
     cookies = set_cookies(headers)
     assert set(cookies) == {SESSION_COOKIE, "_xsrf"}
     session = cookies[SESSION_COOKIE]
@@ -44,7 +44,7 @@ async def test_login_sets_session_cookie_with_flags(page_hub, browsers):
 
 
 async def test_secure_cookies_when_public_url_is_https(page_hub, browsers):
-    hub = await page_hub(servers=None, public_url="https://hub.example.org/")
+    hub = await page_hub(public_url="https://hub.example.org/")
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     _, text, headers = await browser.get("/hub/login")
@@ -59,20 +59,20 @@ async def test_secure_cookies_when_public_url_is_https(page_hub, browsers):
 
 
 async def test_base_url_scopes_cookies(page_hub, browsers):
-    hub = await page_hub(servers=None, base_url="/jh/")
+    hub = await page_hub(base_url="/jh/")
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     status, text, _ = await browser.get("/jh/hub/login")
     assert status == 200
     status, _, headers = await browser.post("/jh/hub/login", data={
         "username": "alice", "password": PASSWORD, "_xsrf": form_xsrf(text)})
-    assert status == 302 and headers["Location"] == "/jh/hub/home"
+    assert status == 302 and headers["Location"] == "/jh/hub/spawn"
     cookies = set_cookies(headers)
     assert "Path=/jh/;" in cookies[SESSION_COOKIE] + ";" and "Path=/jh/hub/" in cookies["_xsrf"]
 
 
 async def test_bad_password_is_403_without_session(page_hub, browsers):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     status, text, headers = await browser.login("alice", "wrong password")
@@ -87,7 +87,7 @@ async def test_bad_password_is_403_without_session(page_hub, browsers):
 
 async def test_login_csrf_refused(page_hub, browsers):
     """X13: a login post with the right password but no, a forged or another browser's token is refused."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     victim, attacker = browsers(hub), browsers(hub)
     _, attacker_page, _ = await attacker.get("/hub/login")
@@ -109,7 +109,7 @@ async def test_login_csrf_refused(page_hub, browsers):
 
 async def test_logout_revokes_session_everywhere(page_hub, browsers):
     """K3, K4: after logout the same jar and a saved copy of the cookie are refused."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     await browser.login("alice", PASSWORD)
@@ -129,21 +129,24 @@ async def test_logout_revokes_session_everywhere(page_hub, browsers):
 
 
 async def test_logout_stops_servers_when_configured(page_hub, browsers):
-    from tests.pagetools import StandInServers
+    from gateway import keys
 
-    servers = StandInServers(instant=True)
-    hub = await page_hub(servers=servers, shutdown_on_logout=True)
+    hub = await page_hub(shutdown_on_logout=True)
     user = await add_user(hub, "alice", PASSWORD)
-    await servers.start(user, "", None)
+    manager = hub.app[keys.SERVERS]
+    entry, _ = await manager.start(user, "")
+    await manager.wait(entry, 30)
+    assert manager.status("alice", "") == "ready"
     browser = browsers(hub)
     await browser.login("alice", PASSWORD, next_url="/hub/home")
     await browser.get("/hub/logout")
-    assert servers.status("alice", "") is None and servers.stopped == [("alice", "")]
+    assert manager.status("alice", "") is None
+    assert (await hub.store.get_server(user.id, "")).started is None
 
 
 async def test_cookie_api_calls_need_xsrf(page_hub, browsers):
     """X10 and the XSRF rule for cookie-authenticated API reads made by scripts (fetch mode cors)."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     await browser.login("alice", PASSWORD)
@@ -158,7 +161,7 @@ async def test_cookie_api_calls_need_xsrf(page_hub, browsers):
 
 async def test_cookie_token_requests_need_xsrf_and_json(page_hub, browsers):
     """X7-X9 on POST /hub/api/users/alice/tokens with a cookie session (the tokens API of the API branch)."""
-    hub = await page_hub(servers=None, configure=add_stand_in_tokens_api)  # the real API once it is merged
+    hub = await page_hub(configure=add_stand_in_tokens_api)  # the real API once it is merged
     user = await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     await browser.login("alice", PASSWORD)
@@ -177,7 +180,7 @@ async def test_cookie_token_requests_need_xsrf_and_json(page_hub, browsers):
 
 async def test_failed_logins_are_throttled(page_hub, browsers):
     """5 failures for one name within 60 s → 429 with Retry-After, even with the right password; others unaffected."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     await add_user(hub, "bob", PASSWORD)
     browser = browsers(hub)
@@ -192,7 +195,7 @@ async def test_failed_logins_are_throttled(page_hub, browsers):
 
 
 async def test_failed_logins_throttled_per_address(page_hub, browsers):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "zed", PASSWORD)
     browser = browsers(hub)
     for i in range(20):  # 20 different names from one address
@@ -203,7 +206,7 @@ async def test_failed_logins_throttled_per_address(page_hub, browsers):
 
 async def test_huge_username_refused_quickly(page_hub, browsers):
     """I3: a 1 MB user name gets a small 4xx and the hub keeps answering."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     browser = browsers(hub)
     status, text, _ = await browser.login("x" * 1_000_000, "pw")
     assert 400 <= status < 500 and len(text) < 100_000
@@ -212,7 +215,7 @@ async def test_huge_username_refused_quickly(page_hub, browsers):
 
 async def test_pages_redirect_anonymous_to_login(page_hub, browsers):
     """I7, and JupyterHub's next= on the login redirect."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     browser = browsers(hub)
     for page in ("admin", "token", "home", "spawn"):
         status, _, headers = await browser.get(f"/hub/{page}?x=1")
@@ -226,7 +229,7 @@ async def test_pages_redirect_anonymous_to_login(page_hub, browsers):
 
 async def test_pages_ignore_token_header(page_hub, browsers):
     """Pages are cookie-only (as JupyterHub): an API token does not open /hub/home."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     token = await hub.new_token("alice")
     status, _, headers = await browsers(hub).get("/hub/home", headers={"Authorization": f"token {token}"})
     assert status == 302 and headers["Location"].startswith("/hub/login")
@@ -234,7 +237,7 @@ async def test_pages_ignore_token_header(page_hub, browsers):
 
 async def test_admin_page_needs_admin_ui(page_hub, browsers):
     """I8: a plain user's session gets a 403 HTML page on /hub/admin."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     await browser.login("alice", PASSWORD)
@@ -245,7 +248,7 @@ async def test_admin_page_needs_admin_ui(page_hub, browsers):
 
 async def test_error_pages_escape_and_forbid_framing(page_hub, browsers):
     """I4, I6: no raw script in error pages; CSP frame-ancestors on pages."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     browser = browsers(hub)
     status, text, headers = await browser.get("/hub/nosuch%3Cscript%3Ealert(1)%3C/script%3E")
     assert status == 404 and "<script>alert" not in text and "Not Found" in text
@@ -257,7 +260,7 @@ async def test_error_pages_escape_and_forbid_framing(page_hub, browsers):
 
 async def test_host_header_never_reaches_location(page_hub, browsers):
     """H9: Host / X-Forwarded-Host are not used to build redirects."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     evil = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
@@ -270,7 +273,7 @@ async def test_host_header_never_reaches_location(page_hub, browsers):
 
 
 async def test_logged_in_login_page_follows_next(page_hub, browsers):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     status, _, headers = await browser.login("alice", PASSWORD, next_url="/user/alice/lab?x=1")
@@ -278,12 +281,12 @@ async def test_logged_in_login_page_follows_next(page_hub, browsers):
     status, _, headers = await browser.get("/hub/login?next=%2Fhub%2Ftoken")
     assert status == 302 and headers["Location"] == "/hub/token"
     status, _, headers = await browser.get("/hub/login")
-    assert status == 302 and headers["Location"] == "/hub/home"
+    assert status == 302 and headers["Location"] == "/hub/spawn"
 
 
 async def test_first_start_creates_admin_once(page_hub, browsers, caplog):
     caplog.set_level(logging.WARNING, logger="gateway.auth")
-    hub = await page_hub(servers=None, create_first_admin=True)
+    hub = await page_hub(create_first_admin=True)
     lines = [r.getMessage() for r in caplog.records if "First start" in r.getMessage()]
     assert len(lines) == 1
     password = re.search(r"with password (\S+) ", lines[0]).group(1)
@@ -299,7 +302,7 @@ async def test_first_start_creates_admin_once(page_hub, browsers, caplog):
 
 async def test_first_admin_is_the_configured_admin(page_hub, caplog):
     caplog.set_level(logging.WARNING, logger="gateway.auth")
-    hub = await page_hub(servers=None, create_first_admin=True, admin_users=frozenset({"Root2", "carol"}))
+    hub = await page_hub(create_first_admin=True, admin_users=frozenset({"Root2", "carol"}))
     assert any("admin user 'carol'" in r.getMessage() for r in caplog.records)
     assert await hub.store.get_password_hash("carol") and await hub.store.get_user("admin") is None
 
@@ -374,7 +377,7 @@ def test_throttle_window_slides():
 async def test_blocked_user_is_logged_out_at_start(make_settings, browsers):
     from tests.pagetools import start_page_hub
 
-    hub = await start_page_hub(make_settings(), None)
+    hub = await start_page_hub(make_settings())
     try:
         await add_user(hub, "mallory", PASSWORD)
         browser = browsers(hub)
@@ -383,7 +386,7 @@ async def test_blocked_user_is_logged_out_at_start(make_settings, browsers):
     finally:
         await hub.session.close()
         await hub.runner.cleanup()
-    hub = await start_page_hub(make_settings(blocked_users=frozenset({"mallory"})), None)
+    hub = await start_page_hub(make_settings(blocked_users=frozenset({"mallory"})))
     try:
         replay = browsers(hub)
         replay.session.cookie_jar.update_cookies({SESSION_COOKIE: saved})

@@ -1,20 +1,37 @@
-"""Pages over real HTTP: home, spawn, spawn-pending, not-running (424), token list, admin actions.
+"""Pages over real HTTP with the real server manager: home, spawn, spawn-pending and its progress
+stream, not-running (424), token list, admin actions.
 
-The server manager is ``StandInServers`` (tests/pagetools.py), standing in for the real one until
-it lands; the spawn-to-JupyterLab journey is the browser suite's job once it does.
+Servers are real fake-server processes (tests/fake_server.py); a *gate* (see tests/pagetools.py)
+holds a start pending while a test looks at the pending state. The journey into JupyterLab is the
+browser suite's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from urllib.parse import quote
 
-from tests.pagetools import StandInServers, add_user, browsers, form_xsrf, page_hub  # noqa: F401 (fixtures)
+import aiohttp
+from aiohttp import web
+
+from gateway import keys
+from tests.pagetools import (  # noqa: F401
+    add_user,
+    browsers,
+    form_xsrf,
+    gated_environment,
+    open_gate,
+    page_hub,
+    wait_for_status,
+)
 
 PASSWORD = "correct horse battery"
+CORS = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"}  # what EventSource and fetch() send
 
 
-async def logged_in(page_hub, browsers, servers, name="alice", admin=False, **settings):
-    hub = await page_hub(servers=servers, **settings)
+async def logged_in(page_hub, browsers, name="alice", admin=False, **settings):
+    hub = await page_hub(**settings)
     await add_user(hub, name, PASSWORD, admin=admin)
     browser = browsers(hub)
     status, _, _ = await browser.login(name, PASSWORD, next_url="/hub/home")
@@ -22,37 +39,62 @@ async def logged_in(page_hub, browsers, servers, name="alice", admin=False, **se
     return hub, browser
 
 
-async def test_home_without_server_manager(page_hub, browsers):
-    hub, browser = await logged_in(page_hub, browsers, None)
+async def read_events(browser, path: str, *, until_first: bool = False, headers=None) -> list[dict]:
+    """Data events of a progress stream (to its end, or only the first one)."""
+    events = []
+    async with browser.session.get(browser.base + path, headers=headers or CORS,
+                                   timeout=aiohttp.ClientTimeout(total=60)) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream", await r.text()
+        async for line in r.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+                if until_first:
+                    break
+    return events
+
+
+async def test_home_lists_the_default_server(page_hub, browsers):
+    _, browser = await logged_in(page_hub, browsers)
     status, text, headers = await browser.get("/hub/home")
-    assert status == 200 and 'id="servers-unavailable"' in text
-    assert headers["Cache-Control"] == "no-store"
-    for path in ("/hub/spawn", "/hub/spawn-pending/alice"):
-        status, text, _ = await browser.get(path)
-        assert status == 503 and "Servers are not available" in text
-    status, _, headers = await browser.get("/hub/")
-    assert status == 302 and headers["Location"] == "/hub/home"
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert 'data-server="" data-status="stopped"' in text and 'href="/hub/spawn/alice"' in text
+    assert 'id="new-server"' not in text  # named servers are off by default
 
 
-async def test_spawn_flow(page_hub, browsers):
-    servers = StandInServers()
-    hub, browser = await logged_in(page_hub, browsers, servers, allow_named_servers=True)
+async def test_spawn_flow(page_hub, browsers, tmp_path):
+    hub, browser = await logged_in(page_hub, browsers, allow_named_servers=True,
+                                   spawner_environment=gated_environment(tmp_path, "alice"))
+    manager = hub.app[keys.SERVERS]
     status, text, _ = await browser.get("/hub/home")
     assert status == 200 and 'href="/hub/spawn/alice"' in text and 'id="new-server"' in text
     status, _, headers = await browser.get("/hub/")  # redirect_to_server: not running → /hub/spawn
     assert headers["Location"] == "/hub/spawn"
-    status, _, headers = await browser.get("/hub/spawn?next=%2Fuser%2Falice%2Flab&opt-image=big")
-    assert status == 302 and headers["Location"] == "/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Flab"
-    assert servers.started == [("alice", "", {"image": "big"})]
+    status, _, headers = await browser.get("/hub/spawn?next=%2Fuser%2Falice%2Fecho%2Flab&opt-image=big")
+    assert status == 302 and headers["Location"] == "/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Fecho%2Flab"
+    alice = await hub.store.get_user("alice")
+    assert (await hub.store.get_server(alice.id, "")).user_options == {"image": "big"}
+    assert manager.status("alice", "") == "spawn"  # held at its gate
     status, text, _ = await browser.get(headers["Location"])
     assert status == 200
     assert 'data-progress-url="/hub/api/users/alice/server/progress"' in text
-    assert 'data-next="/user/alice/lab"' in text and 'role="progressbar"' in text
+    assert 'data-next="/user/alice/echo/lab"' in text and 'role="progressbar"' in text
     status, text, _ = await browser.get("/hub/home")
     assert 'data-status="spawn"' in text and "Show progress" in text
-    servers.states[("alice", "")] = "ready"
-    status, _, headers = await browser.get("/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Flab")
-    assert status == 302 and headers["Location"] == "/user/alice/lab"
+    # the progress stream, as the page's EventSource reads it: cookie plus the hub XSRF token as ?_xsrf=
+    progress = "/hub/api/users/alice/server/progress"
+    assert (await browser.get(progress, headers=CORS))[0] == 403
+    xsrf = browser.cookie("_xsrf")
+    first = await read_events(browser, f"{progress}?_xsrf={xsrf}", until_first=True)
+    assert first == [{"progress": 0, "message": "Server requested"}]
+    open_gate(tmp_path, "alice")
+    events = await read_events(browser, f"{progress}?_xsrf={xsrf}")
+    assert events[0]["progress"] == 0 and events[-1]["ready"] is True and events[-1]["progress"] == 100
+    assert events[-1]["url"] == "/user/alice/"
+    await wait_for_status(hub, "alice", "", "ready")
+    status, _, headers = await browser.get("/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Fecho%2Flab")
+    assert status == 302 and headers["Location"] == "/user/alice/echo/lab"
+    status, text, _ = await browser.get(headers["Location"])  # through the proxy with the login cookie
+    assert status == 200 and json.loads(text)["path"] == "/user/alice/echo/lab"
     status, _, headers = await browser.get("/hub/spawn?next=https://evil.example/")
     assert status == 302 and headers["Location"] == "/user/alice/"  # evil next dropped, ready: to the server
     status, _, headers = await browser.get("/hub/")
@@ -65,11 +107,14 @@ async def test_spawn_flow(page_hub, browsers):
     status, text, _ = await browser.get("/hub/spawn-pending/alice/nb1")
     assert 'data-progress-url="/hub/api/users/alice/servers/nb1/progress"' in text
     assert (await browser.get("/hub/spawn/alice/Bad_Name"))[0] == 400
+    open_gate(tmp_path, "alice", "nb1")
+    await wait_for_status(hub, "alice", "nb1", "ready")
+    status, _, headers = await browser.get("/hub/spawn-pending/alice/nb1")
+    assert status == 302 and headers["Location"] == "/user/alice/nb1/"
 
 
 async def test_spawn_needs_scope_and_xsrf(page_hub, browsers):
-    servers = StandInServers()
-    hub, browser = await logged_in(page_hub, browsers, servers)
+    hub, browser = await logged_in(page_hub, browsers)
     await hub.new_user("bob")
     status, _, _ = await browser.get("/hub/spawn/bob")
     assert status == 404  # alice holds servers only for herself
@@ -79,52 +124,74 @@ async def test_spawn_needs_scope_and_xsrf(page_hub, browsers):
                     {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site"}, {}):
         status, _, _ = await browser.post("/hub/spawn", data={"x": "1"}, headers=headers)
         assert status == 403
-    assert servers.started == []
+    alice = await hub.store.get_user("alice")
+    assert hub.app[keys.SERVERS].status("alice", "") is None and await hub.store.get_server(alice.id, "") is None
+    assert hub.app[keys.SERVERS].status("bob", "") is None
     token = browser.cookie("_xsrf")
     status, _, headers = await browser.post("/hub/spawn", data={"_xsrf": token, "size": "m"})
-    assert status == 302 and servers.started == [("alice", "", {"size": "m"})]
+    assert status == 302 and hub.app[keys.SERVERS].status("alice", "") in ("spawn", "ready")
+    assert (await hub.store.get_server(alice.id, "")).user_options == {"size": "m"}
 
 
 async def test_admin_spawns_for_others(page_hub, browsers):
-    servers = StandInServers(instant=True)
-    hub, browser = await logged_in(page_hub, browsers, servers, name="root", admin=True)
+    hub, browser = await logged_in(page_hub, browsers, name="root", admin=True)
     await hub.new_user("bob")
     status, _, headers = await browser.get("/hub/spawn/bob")
+    assert status == 302 and headers["Location"] == "/hub/spawn-pending/bob"
+    await wait_for_status(hub, "bob", "", "ready")
+    status, _, headers = await browser.get("/hub/spawn/bob")
     assert status == 302 and headers["Location"] == "/user/bob/"
-    assert servers.status("bob", "") == "ready"
 
 
-async def test_not_running_page(page_hub, browsers):
-    servers = StandInServers()
-    hub, browser = await logged_in(page_hub, browsers, servers)
+async def test_not_running_page(page_hub, browsers, tmp_path):
+    environment = {**gated_environment(tmp_path, "alice"),
+                   "FAKE_SERVER_FAIL": lambda spawner: "1" if spawner.user.name == "carol" else ""}
+    hub, browser = await logged_in(page_hub, browsers, spawner_environment=environment)
+    manager = hub.app[keys.SERVERS]
     status, text, headers = await browser.get("/hub/user/alice/lab/tree?x=1")
     assert status == 424 and headers["Content-Type"].startswith("text/html")
     launch = "/hub/spawn/alice?next=" + quote("/user/alice/lab/tree?x=1", safe="")
-    assert f'href="{launch}"' in text.replace("&amp;", "&")
+    assert f'href="{launch}"' in text.replace("&amp;", "&") and 'id="last-failure"' not in text
     status, text, headers = await browser.get("/hub/user/alice/api/contents")
     assert status == 424 and headers["Content-Type"].startswith("application/json")
-    import json
     assert json.loads(text) == {"status": 424, "message": "JupyterHub server no longer running at "
                                 "/user/alice/api/contents. Restart the server at /hub/spawn/alice"}
     status, _, headers = await browser.get("/hub/user/alice/files/x", headers={"Accept": "application/json"})
     assert status == 424 and headers["Content-Type"].startswith("application/json")
     status, _, _ = await browser.get("/hub/user/alice/lab", headers={"Accept": "text/html,application/json;q=0.9"})
     assert status == 424
+    # the proxy sends a browser of a stopped server here, and it stays here (no loop back to /user/...)
+    status, _, headers = await browser.get("/user/alice/lab?x=1")
+    assert status == 302 and headers["Location"] == "/hub/user/alice/lab?x=1"
+    assert (await browser.get(headers["Location"]))[0] == 424
     # someone else's server: existence hidden
     await hub.new_user("bob")
     status, text, _ = await browser.get("/hub/user/bob/lab")
     assert status == 404 and "No access to resources or resources not found" in text
     assert (await browser.get("/hub/user/nosuch/lab"))[0] == 404
-    # starting: on to the progress page; ready: back to the server (hop counted)
-    servers.states[("alice", "")] = "spawn"
+    # starting: on to the progress page
+    alice = await hub.store.get_user("alice")
+    await manager.start(alice, "")
     status, _, headers = await browser.get("/hub/user/alice/lab")
     assert status == 303 and headers["Location"] == "/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Flab"
-    servers.states[("alice", "")] = "ready"
+    # ready and routed: back to the server (hop counted)
+    open_gate(tmp_path, "alice")
+    await wait_for_status(hub, "alice", "", "ready")
     status, _, headers = await browser.get("/hub/user/alice/lab?x=1")
     assert status == 302 and headers["Location"] == "/user/alice/lab?x=1&redirects=1"
     assert (await browser.get("/hub/user/alice/lab?redirects=4"))[0] == 500
+    # ready as the manager says, but the proxy has no route (a server being marked stopped loses its
+    # route first): the page must not send the browser back to /user/..., which would bounce it here
+    hub.app[keys.ROUTES].remove("/user/alice/")
+    status, text, _ = await browser.get("/hub/user/alice/lab")
+    assert status == 424 and 'id="launch"' in text
+    assert (await browser.get("/hub/spawn-pending/alice"))[0] == 200
+    status, text, _ = await browser.get("/hub/home")
+    assert 'data-server="" data-status="stopped"' in text
+    await manager.check_routes()  # routed again
+    assert (await browser.get("/hub/user/alice/lab"))[0] == 302
     # stopped server, cookie POST without XSRF: 403; with it: 424 JSON
-    servers.states.pop(("alice", ""))
+    await manager.wait(await manager.stop(alice, ""), 30)
     assert (await browser.post("/hub/user/alice/api/kernels", data="{}"))[0] == 403
     status, _, _ = await browser.post("/hub/user/alice/api/kernels", data="{}",
                                       headers={"X-XSRFToken": browser.cookie("_xsrf")})
@@ -132,11 +199,18 @@ async def test_not_running_page(page_hub, browsers):
     # spawn-pending of a stopped server: the not-running page with 200, as JupyterHub
     status, text, _ = await browser.get("/hub/spawn-pending/alice")
     assert status == 200 and 'id="launch"' in text
+    # a start that failed: the not-running page says why
+    carol = await add_user(hub, "carol", PASSWORD)
+    entry, _ = await manager.start(carol, "")
+    await manager.wait(entry, 30)
+    carols = browsers(hub)
+    await carols.login("carol", PASSWORD)
+    status, text, _ = await carols.get("/hub/user/carol/lab")
+    assert status == 424 and 'id="last-failure"' in text and "Spawn failed" in text
 
 
 async def test_not_running_with_token_and_anonymous(page_hub, browsers):
-    servers = StandInServers()
-    hub = await page_hub(servers=servers, allow_named_servers=True)
+    hub = await page_hub(allow_named_servers=True)
     user = await add_user(hub, "alice", PASSWORD)
     await hub.store.create_server(user.id, "nb1")
     token = await hub.new_token("alice")
@@ -151,7 +225,7 @@ async def test_not_running_with_token_and_anonymous(page_hub, browsers):
 
 
 async def test_token_page_lists_tokens(page_hub, browsers):
-    hub, browser = await logged_in(page_hub, browsers, None, token_expires_in_max_seconds=86400 * 7)
+    hub, browser = await logged_in(page_hub, browsers, token_expires_in_max_seconds=86400 * 7)
     user = await hub.store.get_user("alice")
     await hub.store.create_token("user", user.id, note="for <b>ci</b>", scopes=("read:users!user=alice",))
     server = await hub.store.create_server(user.id, "")
@@ -166,8 +240,8 @@ async def test_token_page_lists_tokens(page_hub, browsers):
 
 
 async def test_admin_actions(page_hub, browsers):
-    servers = StandInServers(instant=True)
-    hub, browser = await logged_in(page_hub, browsers, servers, name="root", admin=True)
+    hub, browser = await logged_in(page_hub, browsers, name="root", admin=True)
+    manager = hub.app[keys.SERVERS]
     status, text, _ = await browser.get("/hub/admin")
     assert status == 200 and 'data-user="root"' in text
     xsrf = form_xsrf(text)
@@ -189,15 +263,21 @@ async def test_admin_actions(page_hub, browsers):
     status, _, _ = await act(action="password", user="carol", password="a-brand-new-one")
     assert status == 303 and (await browsers(hub).login("carol", "a-brand-new-one"))[0] == 302
     assert (await act(action="password", user="carol", password="short"))[0] == 400
-    status, _, _ = await act(action="start", user="dave", server="")
-    assert status == 303 and servers.status("dave", "") == "ready"
+    status, _, headers = await act(action="start", user="dave", server="")
+    assert status == 303 and headers["Location"] == "/hub/admin?done=started"
+    assert manager.status("dave", "") in ("spawn", "ready")
+    await wait_for_status(hub, "dave", "", "ready")
     status, text, _ = await browser.get("/hub/admin?name_filter=dav")
     assert 'data-user="dave"' in text and 'data-user="carol"' not in text and "Stop server default of dave" in text
-    await act(action="stop", user="dave", server="")
-    assert servers.status("dave", "") is None
+    status, _, headers = await act(action="stop", user="dave", server="", name_filter="dav")
+    assert headers["Location"] == "/hub/admin?name_filter=dav&done=stopped"  # the stop finished before the answer
+    assert manager.status("dave", "") is None
+    status, text, _ = await browser.get(headers["Location"])
+    assert "Server stopped." in text and "Start server default of dave" in text
     await act(action="start", user="dave", server="")
     status, _, _ = await act(action="delete", user="dave")
-    assert status == 303 and await hub.store.get_user("dave") is None and servers.status("dave", "") is None
+    assert status == 303 and await hub.store.get_user("dave") is None and manager.status("dave", "") is None
+    assert manager.entry("dave", "") is None
     assert (await act(action="delete", user="root"))[0] == 400
     assert (await act(action="nonsense"))[0] == 400
     # X11 for the admin forms: no XSRF token, nothing happens
@@ -206,7 +286,7 @@ async def test_admin_actions(page_hub, browsers):
 
 
 async def test_admin_pagination_and_search(page_hub, browsers):
-    hub, browser = await logged_in(page_hub, browsers, None, name="root", admin=True)
+    hub, browser = await logged_in(page_hub, browsers, name="root", admin=True)
     await hub.store.create_users([f"user{i:02d}" for i in range(30)])
     status, text, _ = await browser.get("/hub/admin?limit=10&offset=10")
     assert status == 200 and "Users 11&ndash;20 of 31" in text
@@ -221,7 +301,7 @@ async def test_admin_pagination_and_search(page_hub, browsers):
 async def test_user_admin_limits(page_hub, browsers):
     """A non-admin holding admin-ui and admin:users (a custom role) cannot create admins or touch admins' passwords."""
     roles = ({"name": "helpdesk", "scopes": ["admin-ui", "admin:users", "list:users"], "users": ["helper"]},)
-    hub = await page_hub(servers=None, load_roles=roles)
+    hub = await page_hub(load_roles=roles)
     await add_user(hub, "helper", PASSWORD)
     await add_user(hub, "boss", PASSWORD, admin=True)
     browser = browsers(hub)
@@ -238,3 +318,42 @@ async def test_user_admin_limits(page_hub, browsers):
                                                           "password": "taken-over!"}))[0] == 403
     status, _, _ = await browser.post("/hub/admin/action", data={"_xsrf": xsrf, "action": "add", "usernames": "y"})
     assert status == 303 and await hub.store.get_user("y") is not None
+
+
+
+async def test_progress_reader_leaving_early_is_not_an_error(page_hub, browsers, tmp_path, caplog):
+    """The spawn page closes its EventSource as soon as it has what it needs; the stream then just ends."""
+    finished: list[str] = []
+    done = asyncio.Event()
+
+    def watch_progress(app: web.Application) -> None:
+        @web.middleware
+        async def watch(request: web.Request, handler):
+            try:
+                response = await handler(request)
+                finished.append(f"answered {response.status}")
+                return response
+            except BaseException as e:
+                finished.append(f"raised {e!r}")
+                raise
+            finally:
+                if request.path.endswith("/progress"):
+                    done.set()
+
+        app.middlewares.append(watch)
+
+    hub, browser = await logged_in(page_hub, browsers, configure=watch_progress,
+                                   spawner_environment=gated_environment(tmp_path, "alice"))
+    await browser.get("/hub/spawn")
+    xsrf = browser.cookie("_xsrf")
+    async with aiohttp.ClientSession(cookie_jar=browser.session.cookie_jar) as reader:
+        async with reader.get(f"{hub.url}/hub/api/users/alice/server/progress?_xsrf={xsrf}", headers=CORS) as r:
+            assert (await r.content.readuntil(b"\n\n")) == b"\n\n"  # the opening keepalive
+            assert json.loads((await r.content.readuntil(b"\n\n"))[6:]) == {"progress": 0,
+                                                                             "message": "Server requested"}
+    # the reader has gone; the start goes on, and the stream's handler meets the closed connection
+    open_gate(tmp_path, "alice")
+    await wait_for_status(hub, "alice", "", "ready")
+    await asyncio.wait_for(done.wait(), 30)
+    assert finished[-1] == "answered 200"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

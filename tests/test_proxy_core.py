@@ -402,6 +402,44 @@ async def test_silent_backend_times_out(aiohttp_server, echo_port):
     assert events.backend_errors == ["/user/u/"]
 
 
+async def test_abandoned_websocket_handshake_releases_the_backend():
+    """A client that gives up while the backend still holds its handshake: the backend connection
+    is closed at once, not after the read timeout (600 s here). Served as the gateway serves (aiohttp's
+    test server cancels handlers of vanished clients, which the gateway's runner does not)."""
+    from aiohttp import web
+
+    from gateway.httpstrict import server_handler_args
+
+    received, closed = asyncio.Event(), asyncio.Event()
+
+    async def silent_backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the handshake, never answered
+        received.set()
+        await reader.read()  # b"" once the gateway closes its side
+        closed.set()
+        writer.close()
+
+    backend = await asyncio.start_server(silent_backend, "127.0.0.1", 0)
+    port = backend.sockets[0].getsockname()[1]
+    route = Route("/user/u/", f"http://127.0.0.1:{port}", "user", "u", "", None, "s")
+    runner = web.AppRunner(make_app(routes=[route], tokens={"t": "u"}, read_timeout=600), shutdown_timeout=1,
+                           **server_handler_args())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"GET /user/u/api/kernels/k/channels HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: token t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(received.wait(), 10)
+        writer.close()  # the client gives up
+        await asyncio.wait_for(closed.wait(), 10)  # a bound, not a timing assertion
+    finally:
+        backend.close()
+        await runner.cleanup()
+
+
 async def test_keep_alive_connections_are_reused(gateway):
     server, _, base = gateway
     async with aiohttp.ClientSession() as s:

@@ -449,6 +449,11 @@ async def test_real_jupyter_server(make_spawner, http):
     token = spawner.spec.api_token.encode()
     assert token not in Path(f"/proc/{spawner.pid}/cmdline").read_bytes()
     assert token not in Path(spawner.log_path).read_bytes()
+    # JupyterLab's page (what browsers get) must not carry the secret in its page config
+    async with http.get(f"{url}/user/alice/lab", headers={"Authorization": f"token {spawner.spec.api_token}"}) as r:
+        page = await r.text()
+        assert r.status == 200 and '"hubPrefix": "/hub/"' in page and '"hubUser": "alice"' in page
+        assert spawner.spec.api_token not in page and '"token": ""' in page
     pid = spawner.pid
     await spawner.stop()
     assert dead(pid)

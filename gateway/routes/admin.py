@@ -23,15 +23,24 @@ from gateway.authenticators import set_user_password
 from gateway.errors import ApiError
 from gateway.models import Server, User
 from gateway.names import normalize_username, validate_username
-from gateway.pagekit import mount_pages, page, redirect, render, require_scope
+from gateway.pagekit import (
+    mount_pages,
+    page,
+    redirect,
+    render,
+    require_scope,
+    server_status,
+)
 from gateway.routes.pages import STATUS_LABELS
+from gateway.servers import SLOW_STOP_TIMEOUT
 
 routes = web.RouteTableDef()
 
 NOTICES = {
     "added": "Added {n} user(s).", "exists": "No new users: they all exist already.", "deleted": "User deleted.",
     "admin-on": "Admin rights granted.", "admin-off": "Admin rights removed.", "password": "Password set; "
-    "the user's sessions were ended.", "started": "Server starting.", "stopped": "Server stopping.",
+    "the user's sessions were ended.", "started": "Server starting.", "stopping": "Server stopping.",
+    "stopped": "Server stopped.",
 }
 MAX_FILTER = 255
 
@@ -73,13 +82,12 @@ async def _listed_users(request: web.Request, offset: int, limit: int, name_filt
 
 
 async def _rows(request: web.Request, users: list[User]) -> list[AdminRow]:
-    manager = request.app.get(keys.SERVERS)
     records = await request.app[keys.STORE].servers_of_users([u.id for u in users])
     rows = []
     for user in users:
         by_name = {s.name: s for s in records.get(user.id, [])}
         names = sorted(set(by_name) | {""})
-        servers = [(by_name.get(n), n, manager.status(user.name, n) if manager else None) for n in names]
+        servers = [(by_name.get(n), n, server_status(request.app, user.name, n)) for n in names]
         rows.append(AdminRow(user, servers))
     return rows
 
@@ -147,10 +155,10 @@ async def _delete(request: web.Request, form) -> tuple[str, int]:
     await require_scope(request, identity, "delete:users", user=user.name)
     if user.id == identity.user.id:
         raise ApiError(400, "You cannot delete yourself.")
-    manager = request.app.get(keys.SERVERS)
-    if manager is not None:
-        await manager.stop_all(user)
+    manager = request.app[keys.SERVERS]
+    await manager.stop_all(user)
     await request.app[keys.STORE].delete_user(user.id)
+    manager.forget_user(user.name)
     return "deleted", 0
 
 
@@ -183,22 +191,21 @@ async def _server(request: web.Request, form, scope: str):
     user = await _user(request, form)
     server = str(form.get("server", ""))
     await require_scope(request, request[keys.IDENTITY], scope, user=user.name, server=server)
-    manager = request.app.get(keys.SERVERS)
-    if manager is None:
-        raise ApiError(503, "Servers are not available on this gateway right now.")
-    return manager, user, server
+    return request.app[keys.SERVERS], user, server
 
 
 async def _start(request: web.Request, form) -> tuple[str, int]:
     manager, user, server = await _server(request, form, "start:servers")
-    await manager.start(user, server, None)
+    await manager.start(user, server)
     return "started", 0
 
 
 async def _stop(request: web.Request, form) -> tuple[str, int]:
     manager, user, server = await _server(request, form, "delete:servers")
-    await manager.stop(user, server)
-    return "stopped", 0
+    entry = await manager.stop(user, server)
+    if entry is not None:  # as the REST API: wait a little, so the page shows the outcome
+        await manager.wait(entry, SLOW_STOP_TIMEOUT)
+    return ("stopping" if entry is not None and entry.pending == "stop" else "stopped"), 0
 
 
 ACTIONS = {"add": _add, "delete": _delete, "set-admin": _set_admin, "password": _password,

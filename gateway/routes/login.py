@@ -92,9 +92,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     response = redirect(settings.hub_prefix + "login")
     if not identity.anonymous and identity.user is not None:
-        manager = request.app.get(keys.SERVERS)
-        if settings.shutdown_on_logout and manager is not None:
-            await manager.stop_all(identity.user)
+        if settings.shutdown_on_logout:
+            await request.app[keys.SERVERS].stop_all(identity.user)
         log.info("User %s logged out", identity.user.name)
     await sessions.end_session(request, response, identity)
     return response

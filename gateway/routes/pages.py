@@ -14,7 +14,16 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.models import Server, User
-from gateway.pagekit import found, landing_url, login_url, mount_pages, page, redirect, render
+from gateway.pagekit import (
+    found,
+    landing_url,
+    login_url,
+    mount_pages,
+    page,
+    redirect,
+    render,
+    server_status,
+)
 from gateway.serialize import url_path_escape, user_url
 
 routes = web.RouteTableDef()
@@ -52,9 +61,7 @@ def spawn_path(hub_prefix: str, user_name: str, server_name: str = "", kind: str
 
 async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
     """The default server (always listed) and every named server, from the server manager."""
-    manager = request.app.get(keys.SERVERS)
-    if manager is None:
-        return []
+    manager = request.app[keys.SERVERS]
     settings = request.app[keys.SETTINGS]
     servers: dict[str, Server] = {s.name: s for s in await manager.list_servers(user)}
     names = [""] + sorted(n for n in servers if n)
@@ -64,7 +71,7 @@ async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
         rows.append(ServerRow(
             name=name,
             display_name=(server.display_name if server and server.display_name else name) or "Default",
-            status=manager.status(user.name, name),
+            status=server_status(request.app, user.name, name),
             url=user_url(settings.base_url, user.name, name),
             spawn_url=spawn_path(settings.hub_prefix, user.name, name),
             pending_url=spawn_path(settings.hub_prefix, user.name, name, "spawn-pending"),

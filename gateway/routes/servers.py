@@ -197,11 +197,15 @@ async def progress(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, f"{describe(user.name, name)} is not starting...")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    await response.write(b"\n\n")
     events = mgr.progress(user.name, name) if entry.pending == "spawn" or entry.ready else _last_failure(entry)
-    async for event in _with_keepalives(events):
-        await response.write(encode_event(event) if event is not None else b"\n\n")
-    await response.write_eof()
+    try:
+        await response.write(b"\n\n")
+        async with contextlib.aclosing(_with_keepalives(events)) as stream:
+            async for event in stream:
+                await response.write(encode_event(event) if event is not None else b"\n\n")
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the reader left (the spawn page closes its EventSource once it sees the ready event)
     return response
 
 

@@ -1,17 +1,19 @@
 """Starting servers from the browser: /hub/spawn, /hub/spawn-pending and /hub/user/... (not running).
 
-All three talk to the server manager at ``app[keys.SERVERS]`` through its small interface:
-``start(user, server_name, user_options)``, ``status(user_name, server_name)`` -> 'ready' |
-'spawn' | 'stop' | None, ``list_servers(user)``, ``stop(user, server_name)``. Without a manager
-they answer 503 "Servers are not available" (spawn pages) or show the server as stopped.
+All three ask the server manager (``app[keys.SERVERS]``) through ``pagekit.server_status``, which
+calls a server 'ready' only once the proxy routes it: a browser is sent to ``/user/...`` only when
+the proxy will forward it, never into a loop between ``/user/<name>/`` and ``/hub/user/<name>/``.
 
 - ``/hub/spawn[/<user>[/<server>]]`` (scope ``servers`` on the target): ready → ``next`` or the
   server; starting → spawn-pending; else start it (``opt-<key>`` query arguments, or a POST form,
   become ``user_options``) and go to spawn-pending (JupyterHub's SpawnHandler, without options forms).
-- ``/hub/spawn-pending/<user>[/<server>]``: the progress page (a bar fed by the progress event stream),
-  or on to the server when ready, or the not-running page (200) when stopped.
-- ``/hub/user/<user>/...``: where a browser lands for a stopped server. 424 with a launch button, or
-  JSON 424 for API-looking requests; token or cookie; 404 without ``access:servers`` on it.
+- ``/hub/spawn-pending/<user>[/<server>]``: the progress page (a bar fed by the progress event stream
+  ``/hub/api/users/<user>/server[s/<server>]/progress``, read with the hub XSRF token as ``?_xsrf=``
+  since EventSource cannot send headers), or on to the server when ready, or the not-running page
+  (200) when stopped.
+- ``/hub/user/<user>/...``: where the proxy sends a browser for a server it has no route for. 424
+  with a launch button, or JSON 424 for API-looking requests; token or cookie; 404 without
+  ``access:servers`` on it; back to the server (hops counted) if it became ready meanwhile.
 """
 
 from __future__ import annotations
@@ -25,8 +27,18 @@ from gateway.auth import current_identity, presented_xsrf
 from gateway.errors import ApiError, json_response
 from gateway.models import User
 from gateway.names import valid_server_name
-from gateway.pagekit import (SAFE_METHODS, found, login_url, may, mount_pages, page, redirect, render,
-                             require_scope)
+from gateway.pagekit import (
+    SAFE_METHODS,
+    found,
+    login_url,
+    may,
+    mount_pages,
+    page,
+    redirect,
+    render,
+    require_scope,
+    server_status,
+)
 from gateway.redirects import safe_next_url
 from gateway.routes.pages import spawn_path
 from gateway.scopes import SCOPE_MESSAGE_NOT_FOUND
@@ -34,15 +46,7 @@ from gateway.serialize import progress_url, user_url
 from gateway.sessions import check_form_xsrf
 
 routes = web.RouteTableDef()
-UNAVAILABLE = "Servers are not available on this gateway right now. Please try again later."
 REDIRECT_LIMIT = 4
-
-
-def _manager(request: web.Request):
-    manager = request.app.get(keys.SERVERS)
-    if manager is None:
-        raise ApiError(503, UNAVAILABLE)
-    return manager
 
 
 async def _target(request: web.Request) -> tuple[User, str]:
@@ -69,14 +73,13 @@ def _with_next(url: str, next_url: str | None) -> str:
 
 async def _spawn(request: web.Request, user_options: dict | None) -> web.StreamResponse:
     user, server = await _target(request)
-    manager = _manager(request)
     settings = request.app[keys.SETTINGS]
     next_url = safe_next_url(request.query.get("next"), request)
     pending = spawn_path(settings.hub_prefix, user.name, server, "spawn-pending")
-    status = manager.status(user.name, server)
+    status = server_status(request.app, user.name, server)
     if status is None:
-        await manager.start(user, server, user_options)
-        status = manager.status(user.name, server)
+        await request.app[keys.SERVERS].start(user, server, user_options=user_options)
+        status = server_status(request.app, user.name, server)
     if status == "ready":
         return redirect(next_url or user_url(settings.base_url, user.name, server))
     return redirect(_with_next(pending, next_url))
@@ -106,10 +109,9 @@ async def spawn_form(request: web.Request) -> web.StreamResponse:
 @page()
 async def spawn_pending(request: web.Request) -> web.StreamResponse:
     user, server = await _target(request)
-    manager = _manager(request)
     settings = request.app[keys.SETTINGS]
     next_url = safe_next_url(request.query.get("next"), request)
-    status = manager.status(user.name, server)
+    status = server_status(request.app, user.name, server)
     if status == "ready":
         return redirect(next_url or user_url(settings.base_url, user.name, server))
     if status == "spawn":
@@ -122,9 +124,10 @@ def _not_running(request: web.Request, user_name: str, server: str, status: str 
                  *, status_code: int) -> web.Response:
     settings = request.app[keys.SETTINGS]
     spawn_url = _with_next(spawn_path(settings.hub_prefix, user_name, server), next_url)
+    entry = request.app[keys.SERVERS].entry(user_name, server)
+    failure = entry.failure if entry is not None and status is None else None  # the last start's, as JupyterHub
     return render(request, "not_running.html", status=status_code, nav="home", owner=user_name,
-                  server_name=server, stopping=status == "stop", spawn_url=spawn_url,
-                  available=request.app.get(keys.SERVERS) is not None)
+                  server_name=server, stopping=status == "stop", spawn_url=spawn_url, failure=failure)
 
 
 def _prefers_json(request: web.Request, tail: str) -> bool:
@@ -163,8 +166,7 @@ async def user_not_running(request: web.Request) -> web.StreamResponse:
         server = first
     if user is None or not await may(request, identity, "access:servers", user=name, server=server):
         raise ApiError(404, SCOPE_MESSAGE_NOT_FOUND)
-    manager = request.app.get(keys.SERVERS)
-    status = manager.status(name, server) if manager is not None else None
+    status = server_status(request.app, name, server)
     raw_rest = request.rel_url.raw_path[len(settings.hub_prefix + "user/"):]  # '<name>/<tail>' as sent
     target = settings.base_url + "user/" + raw_rest
     uri = target + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")

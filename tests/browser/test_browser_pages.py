@@ -2,14 +2,14 @@
 
 Each test starts a gateway in this process on a loopback port, so the browser and the gateway share
 the event loop (Playwright's async API). Screenshots of every page go to test-artifacts/screenshots/.
-The server manager is ``StandInServers`` where a test needs servers; the spawn → JupyterLab journey
-is left for when the real ServerManager and progress API are on the same branch.
+Servers are real: the fast fake server (tests/fake_server.py, held pending by a gate where a test
+watches the progress bar), and jupyter-server with JupyterLab for the journey into a notebook.
+Every wait is bounded (Playwright's default timeout, or an explicit one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
@@ -17,9 +17,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway import keys
 from gateway.auth import SESSION_COOKIE
-from tests.pagetools import (StandInServers, add_stand_in_tokens_api, add_user, page_hub,  # noqa: F401 (fixtures)
-                             system_account)
+from tests.pagetools import (  # noqa: F401
+    add_user,
+    gated_environment,
+    open_gate,
+    page_hub,
+    system_account,
+)
+from tests.standin_tokens import add_stand_in_tokens_api
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -85,7 +92,7 @@ async def api_status(hub, path: str, *, token: str | None = None, cookie: str | 
 
 
 async def test_login_bad_password_logout_and_replay(page_hub, chromium):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
     await page.goto(hub.url + "/hub/")
@@ -99,11 +106,10 @@ async def test_login_bad_password_logout_and_replay(page_hub, chromium):
     await page.get_by_text("Invalid username or password").wait_for()
     assert await session_cookie(context) is None
     await shot(page, "login-failed")
-    # the right one: home (no server manager here: the clear "not available" state)
-    await log_in(page, hub, "alice", PASSWORD)
+    # the right one: on to the page asked for
+    await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Fhome")
     assert page.url == hub.url + "/hub/home"
-    await page.locator("#servers-unavailable").wait_for()
-    await shot(page, "home-no-servers")
+    await page.locator('#servers tr[data-server=""][data-status="stopped"]').wait_for()
     saved = await session_cookie(context)
     assert saved and (await api_status(hub, "/hub/api/user", cookie=saved))[0] == 200
     # log out: back to the login page; the saved cookie is dead everywhere (K3, K4)
@@ -117,7 +123,7 @@ async def test_login_bad_password_logout_and_replay(page_hub, chromium):
 
 
 async def test_evil_next_lands_on_hub(page_hub, chromium):
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
     await log_in(page, hub, "alice", PASSWORD, next_url="https://evil.example/")
@@ -131,7 +137,7 @@ async def test_evil_next_lands_on_hub(page_hub, chromium):
 
 async def test_login_csrf_from_another_site_refused(page_hub, chromium):
     """X13 in a browser: a page on another site auto-posts the login form with valid credentials."""
-    hub = await page_hub(servers=None)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     evil_app = web.Application()
     form = (f'<form id="f" method="post" action="{hub.url}/hub/login">'
@@ -162,7 +168,7 @@ async def test_login_csrf_from_another_site_refused(page_hub, chromium):
 
 async def test_token_page_create_use_revoke(page_hub, chromium):
     # With the real tokens API on the branch this drives it; until then a stand-in to the same contract.
-    hub = await page_hub(servers=None, configure=add_stand_in_tokens_api)
+    hub = await page_hub(configure=add_stand_in_tokens_api)
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
     await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Ftoken")
@@ -188,11 +194,12 @@ async def test_token_page_create_use_revoke(page_hub, chromium):
 
 
 async def test_admin_adds_user_and_stops_a_server(page_hub, chromium):
-    servers = StandInServers(instant=True)
-    hub = await page_hub(servers=servers)
+    hub = await page_hub()
+    manager = hub.app[keys.SERVERS]
     await add_user(hub, "root", PASSWORD, admin=True)
     bob = await add_user(hub, "bob", PASSWORD)
-    await servers.start(bob, "", None)
+    await manager.wait((await manager.start(bob, ""))[0], 30)
+    assert manager.status("bob", "") == "ready"
     context, page = await new_page(chromium)
     await log_in(page, hub, "root", PASSWORD, next_url="%2Fhub%2Fadmin")
     assert page.url == hub.url + "/hub/admin"
@@ -205,13 +212,15 @@ async def test_admin_adds_user_and_stops_a_server(page_hub, chromium):
     assert await page.locator('tr[data-user="newbie"]').count() == 1
     assert await hub.store.get_user("newbie") is not None
     await page.get_by_role("button", name="Stop server default of bob").click()
-    await page.locator("#admin-notice", has_text="Server stopping").wait_for()
-    assert servers.status("bob", "") is None
+    await page.locator("#admin-notice", has_text="Server stopped").wait_for()
+    assert manager.status("bob", "") is None
+    await page.get_by_role("button", name="Start server default of bob").wait_for()
     await shot(page, "admin-after-actions")
-    # the new user can log in with the password the admin gave
+    # the new user logs in with the password the admin gave, and is taken through a start to the server
     other, other_page = await new_page(chromium)
     await log_in(other_page, hub, "newbie", "newbies-password")
-    assert other_page.url == hub.url + "/hub/spawn" or other_page.url.startswith(hub.url + "/user/newbie/")
+    await other_page.wait_for_url(hub.url + "/user/newbie/")
+    assert manager.status("newbie", "") == "ready"
     await other.close()
     phone, phone_page = await new_page(chromium, phone=True)
     await log_in(phone_page, hub, "root", PASSWORD, next_url="%2Fhub%2Fadmin")
@@ -220,63 +229,46 @@ async def test_admin_adds_user_and_stops_a_server(page_hub, chromium):
     await context.close()
 
 
-async def test_home_spawn_progress_and_not_running(page_hub, chromium):
-    """Home with servers, the progress bar fed by a stand-in event stream, and the 424 page."""
-    servers = StandInServers()
-    release = asyncio.Event()
-    seen_xsrf = []
-
-    async def progress(request: web.Request) -> web.StreamResponse:
-        # The progress stream's contract (JupyterHub 6.1.1): data-only events, keepalive first.
-        seen_xsrf.append(request.query.get("_xsrf"))
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        await response.write(b"\n\n")
-        for event in ({"progress": 0, "message": "Server requested"},
-                      {"progress": 50, "message": "Spawning server..."}):
-            await response.write(f"data: {json.dumps(event)}\n\n".encode())
-        await asyncio.wait_for(release.wait(), 30)
-        servers.states[("alice", "")] = "ready"
-        ready = {"progress": 100, "ready": True, "message": "Server ready at /user/alice/", "url": "/user/alice/"}
-        await response.write(f"data: {json.dumps(ready)}\n\n".encode())
-        return response
-
-    real_api = []
-
-    def add_stand_in_stream(app: web.Application) -> None:
-        real_api.extend(r for r in app.router.resources() if r.canonical.endswith("/server/progress"))
-        if not real_api:
-            app.router.add_get("/hub/api/users/alice/server/progress", progress)
-
-    hub = await page_hub(servers=servers, allow_named_servers=True, named_server_limit_per_user=2,
-                         configure=add_stand_in_stream)
-    if real_api:
-        pytest.skip("the real progress API is on this branch: the spawn end-to-end test covers the bar")
+async def test_home_spawn_progress_and_not_running(page_hub, chromium, tmp_path):
+    """Home, the progress bar fed by the real progress stream (a start held at its gate), the server
+    through the proxy, then the 424 page with its launch button once the server stopped."""
+    hub = await page_hub(allow_named_servers=True, named_server_limit_per_user=2,
+                         spawner_environment=gated_environment(tmp_path, "alice"))
+    manager = hub.app[keys.SERVERS]
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
+    progress_requests = []
+    page.on("request", lambda r: progress_requests.append(r.url) if "/progress" in r.url else None)
     await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Fhome")
     await shot(page, "home")
     await page.get_by_role("link", name="Start").click()
     await page.wait_for_url(hub.url + "/hub/spawn-pending/alice")
     bar = page.get_by_role("progressbar")
-    await page.wait_for_function("document.getElementById('progress').getAttribute('aria-valuenow') === '50'")
+    await page.wait_for_function("document.getElementById('progress').getAttribute('aria-valuenow') === '50'",
+                                 timeout=TIMEOUT_MS)
+    await page.get_by_text("Spawning server...").first.wait_for()
     await shot(page, "spawn-pending")
-    assert seen_xsrf and seen_xsrf[0]
-    release.set()
-    await page.wait_for_url(hub.url + "/user/alice/")  # on to the server (not served in this test)
+    assert progress_requests and "?_xsrf=" in progress_requests[0]  # EventSource: cookie plus the hub XSRF token
+    open_gate(tmp_path, "alice")
+    await page.wait_for_url(hub.url + "/user/alice/")  # on to the server, through the proxy
     assert await bar.count() == 0
-    # the server "stopped": the not-running page with its launch button (424)
-    servers.states.pop(("alice", ""))
-    response = await page.goto(hub.url + "/hub/user/alice/lab")
-    assert response.status == 424
-    await page.get_by_role("link", name="Launch server").wait_for()
+    response = await page.goto(hub.url + "/user/alice/echo/from-browser")
+    assert response.status == 200 and (await response.json())["path"] == "/user/alice/echo/from-browser"
+    # the server stopped: the proxy sends the browser to the not-running page (424) and it stays there
+    await manager.wait(await manager.stop(await hub.store.get_user("alice"), ""), 30)
+    response = await page.goto(hub.url + "/user/alice/echo/x")
+    assert response.status == 424 and page.url == hub.url + "/hub/user/alice/echo/x"
+    launch = page.get_by_role("link", name="Launch server")
+    await launch.wait_for()
     await shot(page, "not-running")
+    await launch.click()  # the gate is open now: a quick start, then back to where the browser was going
+    await page.wait_for_url(hub.url + "/user/alice/echo/x")
     # a named server from the home page's form
     await page.goto(hub.url + "/hub/home")
     await page.get_by_label("Server name").fill("nb1")
     await page.get_by_role("button", name="Create and start").click()
     await page.wait_for_url(hub.url + "/hub/spawn-pending/alice/nb1")
-    assert ("alice", "nb1", None) in servers.started
+    assert manager.status("alice", "nb1") == "spawn"
     response = await page.goto(hub.url + "/hub/nosuch")
     assert response.status == 404
     await shot(page, "error-404")
@@ -287,11 +279,76 @@ async def test_home_spawn_progress_and_not_running(page_hub, chromium):
     await context.close()
 
 
+# Records every value the progress bar shows in sessionStorage, which outlives the navigation to the
+# server (same origin, same tab), so the test can check the bar reached 100 before it left.
+RECORD_PROGRESS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const bar = document.getElementById("progress");
+  if (!bar) return;
+  new MutationObserver(() => {
+    const seen = JSON.parse(sessionStorage.getItem("progress-seen") || "[]");
+    seen.push(Number(bar.getAttribute("aria-valuenow")));
+    sessionStorage.setItem("progress-seen", JSON.stringify(seen));
+  }).observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
+});
+"""
+LAB_TIMEOUT_MS = 90_000  # JupyterLab's first load (a few MB of script through the proxy) and a kernel start
+
+
+async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium):
+    """The journey: home → Start → progress to 100% → JupyterLab through the proxy → a notebook → 1+1 = 2."""
+    hub = await page_hub(spawner_cmd=(), spawner_default_url="/lab", spawner_start_timeout=90.0)
+    await add_user(hub, "alice", PASSWORD)
+    context, page = await new_page(chromium)
+    await context.add_init_script(RECORD_PROGRESS)
+    sockets, writes = [], []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("request", lambda r: writes.append(r.headers.get("x-xsrftoken"))
+            if r.method in ("POST", "PUT", "PATCH", "DELETE") and "/user/alice/" in r.url else None)
+    await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Fhome")
+    await page.get_by_role("link", name="Start").click()
+    await page.wait_for_url(hub.url + "/user/alice/lab**", timeout=LAB_TIMEOUT_MS)
+    seen = await page.evaluate("JSON.parse(sessionStorage.getItem('progress-seen') || '[]')")
+    assert seen and seen[-1] == 100 and seen == sorted(seen), seen
+    launcher = page.locator(".jp-LauncherCard[data-category='Notebook']").first
+    await launcher.wait_for(timeout=LAB_TIMEOUT_MS)
+    await shot(page, "jupyterlab")
+    # what JupyterLab was served: the proxy's XSRF cookie on the server's path, and never the server's secret
+    cookies = {(c["name"], c["path"]) for c in await context.cookies()}
+    assert ("_xsrf", "/user/alice/") in cookies
+    user = await hub.store.get_user("alice")
+    server = await hub.store.get_server(user.id, "")
+    secret = hub.app[keys.COOKIE_CIPHER].decrypt(server.state["secret"])
+    assert secret not in await page.content()
+    # JupyterLab drops a cell run before the notebook's kernel session exists; the kernel's websocket
+    # (through the proxy) opens once it does, so its first message from the kernel is the signal to go
+    kernel_talks = asyncio.Event()
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: kernel_talks.set())
+            if "/channels" in ws.url else None)
+    await launcher.click()
+    await page.wait_for_url(hub.url + "/user/alice/lab/tree/Untitled*.ipynb", timeout=LAB_TIMEOUT_MS)
+    editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    await editor.wait_for(timeout=LAB_TIMEOUT_MS)
+    await asyncio.wait_for(kernel_talks.wait(), LAB_TIMEOUT_MS / 1000)
+    await editor.click()
+    await page.keyboard.type("1+1")
+    await page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+    await output.wait_for(timeout=LAB_TIMEOUT_MS)
+    assert (await output.text_content()).strip() == "2"
+    await shot(page, "notebook-1-plus-1")
+    assert any("/user/alice/api/kernels/" in url and url.startswith("ws://") for url in sockets), sockets
+    # JupyterLab's writes (new notebook, kernel session) carried the proxy's _xsrf cookie back as X-XSRFToken
+    xsrf = next(c["value"] for c in await context.cookies() if c["name"] == "_xsrf" and c["path"] == "/user/alice/")
+    assert writes and set(writes) == {xsrf}, writes
+    await context.close()
+
+
 async def test_pam_login_in_browser(page_hub, chromium, system_account):
     name, password = system_account
-    hub = await page_hub(servers=None, authenticator_class="pam", allow_all=True)
+    hub = await page_hub(authenticator_class="pam", allow_all=True)
     context, page = await new_page(chromium)
-    await log_in(page, hub, name, password)
+    await log_in(page, hub, name, password, next_url="%2Fhub%2Fhome")
     assert page.url == hub.url + "/hub/home"
     assert await page.locator(".username").text_content() == name
     await shot(page, "pam-home")
