@@ -13,7 +13,6 @@ import pytest
 
 from gateway.auth import SESSION_COOKIE
 from tests.pagetools import add_user, browsers, form_xsrf, page_hub  # noqa: F401
-from tests.standin_tokens import add_stand_in_tokens_api
 
 PASSWORD = "correct horse battery"
 
@@ -161,7 +160,7 @@ async def test_cookie_api_calls_need_xsrf(page_hub, browsers):
 
 async def test_cookie_token_requests_need_xsrf_and_json(page_hub, browsers):
     """X7-X9 on POST /hub/api/users/alice/tokens with a cookie session (the tokens API of the API branch)."""
-    hub = await page_hub(configure=add_stand_in_tokens_api)  # the real API once it is merged
+    hub = await page_hub()
     user = await add_user(hub, "alice", PASSWORD)
     browser = browsers(hub)
     await browser.login("alice", PASSWORD)

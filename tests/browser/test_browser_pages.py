@@ -26,7 +26,6 @@ from tests.pagetools import (  # noqa: F401
     page_hub,
     system_account,
 )
-from tests.standin_tokens import add_stand_in_tokens_api
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -168,7 +167,7 @@ async def test_login_csrf_from_another_site_refused(page_hub, chromium):
 
 async def test_token_page_create_use_revoke(page_hub, chromium):
     # With the real tokens API on the branch this drives it; until then a stand-in to the same contract.
-    hub = await page_hub(configure=add_stand_in_tokens_api)
+    hub = await page_hub()
     await add_user(hub, "alice", PASSWORD)
     context, page = await new_page(chromium)
     await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Ftoken")
