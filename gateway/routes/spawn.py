@@ -75,7 +75,7 @@ async def _spawn(request: web.Request, user_options: dict | None) -> web.StreamR
     pending = spawn_path(settings.hub_prefix, user.name, server, "spawn-pending")
     status = manager.status(user.name, server)
     if status is None:
-        await manager.start(user, server, user_options)
+        await manager.start(user, server, user_options=user_options)
         status = manager.status(user.name, server)
     if status == "ready":
         return redirect(next_url or user_url(settings.base_url, user.name, server))
