@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, scopes
+from gateway import keys
 from gateway.apiutil import iso, json_body, mount_api, pagination, paginated_response
 from gateway.auth import current_identity, requires_scope
 from gateway.errors import ApiError, json_response
@@ -31,6 +31,7 @@ routes = web.RouteTableDef()
 SERVER = "{server_name:[^/]*}"  # '' is the default server
 SHARED = "{owner}/{shared_server:[^/]*}"
 CODE_ID = re.compile(r"sc_(\d+)")
+MESSAGE_LIMIT = 400
 
 
 def shares_of(request: web.Request) -> Shares:
@@ -130,10 +131,9 @@ def recipient_of(body: dict[str, Any]) -> tuple[str, str]:
 def requested_bases(body: dict[str, Any], owner: str, server_name: str) -> tuple[str, ...]:
     try:
         return bases_for_request(body.get("scopes"), owner, server_name)
-    except scopes.ScopeNotFound as e:
-        raise ApiError(400, shown(str(e))) from None
-    except ValueError as e:
-        raise ApiError(400, shown(str(e))) from None
+    except ValueError as e:  # ScopeNotFound too; the message quotes the scope, so bound it
+        message = str(e)
+        raise ApiError(400, message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + "...") from None
 
 
 # ---------------------------------------------------------------- owner side
