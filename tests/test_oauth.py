@@ -226,3 +226,19 @@ async def test_real_huboauth_service_logs_a_browser_in(start_hub):
     user = await hub.store.get_user("alice")
     clients = {t.client_id for t in await hub.store.list_tokens("user", user.id)}
     assert {"service-whoami", "service-trusted"} <= clients
+
+
+async def test_external_client_with_absolute_redirect_uri(start_hub):
+    service = {"name": "portal", "api_token": EXT_SECRET, "oauth_redirect_uri": "https://portal.example/cb"}
+    hub = await start_hub(services=(service,), load_roles=USERS_ACCESS)
+    browser = await logged_in(hub)
+    try:
+        path = authorize_path(client_id="service-portal", redirect_uri="https://portal.example/cb")
+        status, text, headers = await browser.get(path)
+        assert status == 200 and "form-action 'self' https://portal.example;" in headers["Content-Security-Policy"]
+        status, _, headers = await browser.post(path, data={"_xsrf": form_xsrf(text)})
+        assert status == 302 and headers["Location"].startswith("https://portal.example/cb?code=")
+        bad = authorize_path(client_id="service-portal", redirect_uri="https://portal.example/cb/../evil")
+        assert (await browser.get(bad))[0] == 400
+    finally:
+        await browser.close()

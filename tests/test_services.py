@@ -181,3 +181,25 @@ async def test_services_under_a_base_url(start_hub, tmp_path):
         env = await r.json()
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"{base_url}services/envsvc/"
     assert env["JUPYTERHUB_BASE_URL"] == base_url and env["JUPYTERHUB_API_URL"] == hub.api_url
+
+
+async def test_service_tokens_and_access_scopes(start_hub, tmp_path):
+    """A service's token reaches a service or a user's server only with access:services / access:servers."""
+    spec = managed("envsvc", ENV_SERVICE)
+    closed, opener = "closed-service-token-0123456789", "opener-service-token-0123456789"
+    roles = ({"name": "opener", "scopes": ["access:servers", "access:services!service=envsvc"],
+              "services": ["opener"]},)
+    hub = await start_hub(services=(spec, {"name": "closed", "api_token": closed},
+                                    {"name": "opener", "api_token": opener}), load_roles=roles)
+    alice = await hub.new_token("alice")
+    assert (await hub.api("POST", "/users/alice/server", token=alice)).status == 201
+    await eventually(lambda: service_answers(hub, "envsvc/env", opener))
+    assert await service_answers(hub, "envsvc/env", closed, status=403)
+
+    async def server_status(token: str) -> int:
+        async with hub.session.get(f"{hub.url}/user/alice/api/status", headers={"Authorization": f"token {token}"}) as r:
+            return r.status
+
+    assert await server_status(closed) == 403
+    assert await server_status(opener) == 200
+    assert await server_status(alice) == 200

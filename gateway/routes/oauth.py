@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -84,8 +84,14 @@ async def authorize(request: web.Request, confirmed_scopes: list[str] | None) ->
     granted = provider.grantable_scopes(client, identity, requested,
                                         groups_of=lambda name: known.get(name, frozenset()))
     if confirmed_scopes is None and await provider.needs_confirmation(client, identity.user, granted):
-        return render(request, "oauth.html", client=client, scopes=granted, action=str(request.rel_url),
-                      scope_lines=describe_scopes(s for s in granted if s != client.access_scope))
+        response = render(request, "oauth.html", client=client, scopes=granted, action=str(request.rel_url),
+                          scope_lines=describe_scopes(s for s in granted if s != client.access_scope))
+        target = urlsplit(redirect_uri)
+        if target.scheme in ("http", "https") and target.netloc:
+            # browsers apply form-action to the redirect that follows the post: allow the client's origin
+            response.headers["Content-Security-Policy"] = response.headers["Content-Security-Policy"].replace(
+                "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}")
+        return response
     if confirmed_scopes is not None:
         granted = tuple(s for s in granted if s in confirmed_scopes or s == client.access_scope)
     code = await provider.issue_code(client, identity.user, identity.session_id, redirect_uri, granted,
