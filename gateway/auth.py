@@ -246,12 +246,18 @@ def is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-async def resolve_identity(request: web.Request, *, allow_query_token: bool = False) -> Identity:
-    """Token header first, then (websocket upgrades only, when allowed) ?token=, then the login cookie."""
+async def resolve_identity(request: web.Request, *, allow_query_token: bool = False,
+                           not_a_credential: str | None = None) -> Identity:
+    """Token header first, then (websocket upgrades only, when allowed) ?token=, then the login cookie.
+
+    A token equal to ``not_a_credential`` counts as no token (the proxy passes a server's own
+    secret: jupyterhub-singleuser hands it to the browser in JupyterLab's page config)."""
     authorizer = request.app[keys.AUTHORIZER]
     token = bearer_token(request)
     if token is None and allow_query_token and is_websocket_upgrade(request):
         token = request.query.get("token")
+    if token is not None and not_a_credential and security.constant_time_equals(token, not_a_credential):
+        token = None
     if token is not None:
         identity = await authorizer.identify_token(token)
         return identity or ANONYMOUS

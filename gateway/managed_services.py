@@ -229,6 +229,29 @@ class ServiceManager:
         for managed in self.managed.values():
             managed.start()
 
+    async def apply_settings(self, settings: Settings) -> None:
+        """After a config reload (SIGHUP; the store is already synchronised): routes follow the services
+        in the store; managed services that are gone or changed stop, new or changed ones start."""
+        self.settings = settings
+        services = {s.name: s for s in await self.store.list_services()}
+        if self.routes is not None:
+            for route in self.routes.all():
+                if route.kind == "service" and (route.service not in services or not services[route.service].url):
+                    self.routes.remove(route.prefix)
+        for service in services.values():
+            if service.url:
+                self.add_route(service)
+        wanted = {spec["name"]: spec for spec in settings.services if spec.get("command")}
+        for name, managed in list(self.managed.items()):
+            if wanted.get(name) != managed.spec or name not in services:
+                await managed.stop()
+                del self.managed[name]
+        for name, spec in wanted.items():
+            if name not in self.managed and name in services:
+                managed = ManagedService(self, spec, services[name], await self._token_for(spec, services[name]))
+                self.managed[name] = managed
+                managed.start()
+
     async def close(self) -> None:
         await asyncio.gather(*(m.stop() for m in self.managed.values()), return_exceptions=True)
 

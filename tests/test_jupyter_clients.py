@@ -4,6 +4,8 @@ service, and jupyterhub-singleuser serving JupyterLab (with its own OAuth login 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -94,13 +96,29 @@ async def test_singleuser_serves_jupyterlab(lab_hub):
                                 allow_redirects=False) as r:
             assert r.status == 302
         async with browser.get(f"{hub.url}/user/kim/lab") as r:
-            assert r.status == 200 and "jupyter-config-data" in await r.text()
+            html = await r.text()
+            assert r.status == 200 and "jupyter-config-data" in html
+        page_token = page_config(html)["token"]  # singleuser hands the browser the server's own secret
+        found = await hub.store.find_token(page_token)
+        assert found is not None and found.server_id is not None
         lab_xsrf = next(m.value for m in browser.cookie_jar if m.key == "_xsrf" and m["path"] == "/user/kim/")
+        lab = {"Authorization": f"token {page_token}", "X-XSRFToken": lab_xsrf, "Origin": hub.url}
         async with browser.post(f"{hub.url}/user/kim/api/contents", json={"type": "file", "ext": ".txt"},
-                                headers={"X-XSRFToken": lab_xsrf, "Origin": hub.url}) as r:
+                                headers=lab) as r:  # what JupyterLab sends
             assert r.status == 201, await r.text()
-        async with browser.post(f"{hub.url}/user/kim/api/contents", json={"type": "file", "ext": ".txt"}) as r:
+        async with browser.post(f"{hub.url}/user/kim/api/contents", json={"type": "file", "ext": ".txt"},
+                                headers={"Authorization": f"token {page_token}"}) as r:
             assert r.status == 403  # without the XSRF token the gateway refuses it
+    # that secret alone is no credential at the proxy: only the visitor's own session or token is
+    async with hub.session.get(f"{hub.url}/user/kim/api/status", headers={"Authorization": f"token {page_token}",
+                                                                         "Accept": "application/json"}) as r:
+        assert r.status == 403
+
+
+def page_config(html: str) -> dict:
+    match = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
+    assert match, "no page config in the lab page"
+    return json.loads(match.group(1))
 
 
 async def test_singleuser_own_oauth_login_through_the_hub(lab_hub):

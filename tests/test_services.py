@@ -203,3 +203,19 @@ async def test_service_tokens_and_access_scopes(start_hub, tmp_path):
     assert await server_status(closed) == 403
     assert await server_status(opener) == 200
     assert await server_status(alice) == 200
+
+
+async def test_reload_starts_stops_and_reroutes_services(start_hub, tmp_path):
+    from gateway.lifecycle import reload_settings
+
+    first = managed("envsvc", ENV_SERVICE)
+    hub = await start_hub(services=(first,))
+    admin = await hub.new_token("root", admin=True)
+    await eventually(lambda: service_answers(hub, "envsvc/env", admin))
+    old_pid = hub.app[keys.SERVICES].managed["envsvc"].pid
+    second = managed("other", ENV_SERVICE)
+    await reload_settings(hub.app, hub.settings.replace(services=(second,)))
+    await eventually(lambda: service_answers(hub, "other/env", admin))
+    assert await service_answers(hub, "envsvc/env", admin, status=404)
+    assert not alive(old_pid) and set(hub.app[keys.SERVICES].managed) == {"other"}
+    assert (await hub.api("GET", "/services/envsvc", token=admin)).status == 404

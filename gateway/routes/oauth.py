@@ -21,6 +21,7 @@ from gateway.auth import public
 from gateway.errors import ERROR_PAGE, ApiError
 from gateway.oauth import OAuthClient, OAuthError, OAuthProvider
 from gateway.pagekit import describe_scopes, page, redirect, render
+from gateway.routing import origin_form
 
 log = logging.getLogger("gateway.oauth")
 routes = web.RouteTableDef()
@@ -84,7 +85,7 @@ async def authorize(request: web.Request, confirmed_scopes: list[str] | None) ->
     granted = provider.grantable_scopes(client, identity, requested,
                                         groups_of=lambda name: known.get(name, frozenset()))
     if confirmed_scopes is None and await provider.needs_confirmation(client, identity.user, granted):
-        response = render(request, "oauth.html", client=client, scopes=granted, action=str(request.rel_url),
+        response = render(request, "oauth.html", client=client, scopes=granted, action=origin_form(request.raw_path),
                           scope_lines=describe_scopes(s for s in granted if s != client.access_scope))
         target = urlsplit(redirect_uri)
         if target.scheme in ("http", "https") and target.netloc:

@@ -132,7 +132,11 @@ def login_redirect(request: web.Request) -> Refusal:
 
 async def authorize_proxied(request: web.Request, kind: str, name: str, rest: str, route: Route | None) -> Identity:
     """Raise Refusal unless the caller may reach this route (or learn that it is not running)."""
-    identity = await resolve_identity(request, allow_query_token=True)
+    # A server's own secret is its credential towards the hub, never a visitor's towards the server:
+    # jupyterhub-singleuser puts it in JupyterLab's page config, so browsers send it back. Those
+    # requests are judged by the visitor's login cookie instead (so revoking a share ends them at once).
+    secret = route.secret if route is not None and route.kind == "user" else None
+    identity = await resolve_identity(request, allow_query_token=True, not_a_credential=secret)
     app = request.app
     api = looks_like_api(request, rest)
     if identity.anonymous:
