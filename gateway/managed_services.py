@@ -12,6 +12,9 @@ Vocabulary:
   model's ``pid`` (0 while not running). Output goes to ``<data_dir>/logs/service-<name>.log``.
 - generated token: a managed service without ``api_token`` gets a fresh one at every start of the
   gateway (note "generated at startup"); the plaintext lives only in memory and the process's env.
+
+A config reload (SIGHUP) calls ``apply_settings``: routes follow the store, managed services that
+were removed or changed stop, new or changed ones start.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ One function (``authorize_proxied``) decides for HTTP and websocket upgrades ali
 any connection to a backend, on the same canonical target that chose the route:
 
 - identity: ``Authorization: token|bearer``, the login cookie, or ``?token=`` on websocket
-  upgrades only (removed from the query before it reaches the backend);
+  upgrades only (removed from the query before it reaches the backend); the server's own
+  secret is not a visitor's credential (JupyterLab sends it back from its page config), so a
+  request carrying it is judged by the login cookie;
 - users' servers need ``access:servers`` for that server (``!server=u/s``, ``!user=u``, a
   group holding u, or unfiltered); services need ``access:services`` for that service;
 - no credentials: 403 JSON for API-looking requests, a login redirect for browsers;
