@@ -228,6 +228,8 @@ class ServiceManager:
 
     async def start(self) -> None:
         """Start managed services once the gateway answers on its own port (as JupyterHub, after the hub)."""
+        if not self.managed:
+            return
         await wait_for_listener(self.settings, LISTEN_WAIT)
         for managed in self.managed.values():
             managed.start()
