@@ -39,12 +39,16 @@ CAPABILITIES = (
     "gateway.routes.services",
     "gateway.routes.proxied",
     "gateway.routes.servers",
+    "gateway.managed_services",  # service routes and processes (after the proxy's route table exists)
+    "gateway.routes.oauth",
+    "gateway.routes.shares",
     "gateway.authenticators",
     "gateway.pagekit",
     "gateway.routes.login",
     "gateway.routes.pages",
     "gateway.routes.spawn",
     "gateway.routes.admin",
+    "gateway.routes.accept_share",
     "gateway.culler",  # after servers: its context stops before the ServerManager closes
 )
 

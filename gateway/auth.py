@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway import keys, scopes, security
 from gateway.errors import MISSING_CREDENTIALS, ApiError
 from gateway.models import ANONYMOUS, Identity, Service, Token, User
+from gateway.shares import Shares
 from gateway.store import Store
 
 SESSION_COOKIE = "gateway-login"
@@ -78,14 +79,16 @@ class Authorizer:
         cached = self._owners.get((kind, owner_id))
         if cached and cached.version == version:
             return cached
+        shared: frozenset[str] = frozenset()
         if kind == "user":
             roles = await self.store.roles_for_user(owner_id)
             groups = frozenset((await self.store.groups_of_users([owner_id]))[owner_id])
+            shared = await Shares(self.store).scopes_shared_with(owner_id)  # servers others shared with them
         else:
             roles = await self.store.roles_for_service(owner_id)
             groups = frozenset()
         raw = [s for role in roles for s in role.scopes]
-        expanded = scopes.expand_scopes(raw, owner_kind=kind, owner_name=name)
+        expanded = scopes.reduce_scopes(scopes.expand_scopes(raw, owner_kind=kind, owner_name=name) | shared)
         owner = _Owner(expanded=expanded, groups=groups, version=version)
         if len(self._owners) > CACHE_LIMIT:
             self._owners.clear()
@@ -243,12 +246,18 @@ def is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-async def resolve_identity(request: web.Request, *, allow_query_token: bool = False) -> Identity:
-    """Token header first, then (websocket upgrades only, when allowed) ?token=, then the login cookie."""
+async def resolve_identity(request: web.Request, *, allow_query_token: bool = False,
+                           not_a_credential: str | None = None) -> Identity:
+    """Token header first, then (websocket upgrades only, when allowed) ?token=, then the login cookie.
+
+    A token equal to ``not_a_credential`` counts as no token (the proxy passes a server's own
+    secret: jupyterhub-singleuser hands it to the browser in JupyterLab's page config)."""
     authorizer = request.app[keys.AUTHORIZER]
     token = bearer_token(request)
     if token is None and allow_query_token and is_websocket_upgrade(request):
         token = request.query.get("token")
+    if token is not None and not_a_credential and security.constant_time_equals(token, not_a_credential):
+        token = None
     if token is not None:
         identity = await authorizer.identify_token(token)
         return identity or ANONYMOUS

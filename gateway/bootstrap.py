@@ -75,6 +75,8 @@ async def _services(store: Store, settings: Settings, problems: list[str]) -> No
         if service.from_config and service.name not in configured:
             log.info("Removing service %s: no longer in config", service.name)
             await store.delete_service(service.id)
+            if service.oauth_client_id:  # browser logins it obtained end with it
+                await store.delete_tokens(client_id=service.oauth_client_id)
 
 
 async def _ensure_user(store: Store, settings: Settings, raw_name: str, problems: list[str], where: str,

@@ -106,5 +106,8 @@ async def reload_settings(app: web.Application, new: Settings) -> tuple[set[str]
     servers = app.get(keys.SERVERS)
     if servers is not None:
         servers.apply_settings(merged)
+    services = app.get(keys.SERVICES)
+    if services is not None:
+        await services.apply_settings(merged)
     logs.set_level(merged.log_level)
     return applied, restart

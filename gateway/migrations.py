@@ -119,4 +119,51 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX group_members_user_group ON group_members(user_id, group_id);
         """,
     ),
+    (
+        "0004_oauth",
+        """
+        CREATE TABLE oauth_codes (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,
+            client_id TEXT NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            session_id TEXT REFERENCES login_sessions(id) ON DELETE CASCADE,
+            redirect_uri TEXT NOT NULL,
+            scopes TEXT NOT NULL DEFAULT '[]',
+            code_challenge TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX tokens_client ON tokens(client_id)
+        """,
+    ),
+    (
+        "0005_shares",
+        """
+        CREATE TABLE shares (
+            id INTEGER PRIMARY KEY,
+            server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+            user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+            group_id INTEGER REFERENCES groups(id) ON DELETE CASCADE,
+            scopes TEXT NOT NULL DEFAULT '[]',
+            created REAL NOT NULL,
+            CHECK ((user_id IS NULL) != (group_id IS NULL)),
+            UNIQUE (server_id, user_id),
+            UNIQUE (server_id, group_id)
+        );
+        CREATE INDEX shares_user ON shares(user_id);
+        CREATE INDEX shares_group ON shares(group_id);
+        CREATE TABLE share_codes (
+            id INTEGER PRIMARY KEY,
+            server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+            hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL DEFAULT '[]',
+            created REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            exchange_count INTEGER NOT NULL DEFAULT 0,
+            last_exchanged_at REAL
+        );
+        CREATE INDEX share_codes_server ON share_codes(server_id)
+        """,
+    ),
 )

@@ -19,7 +19,8 @@ import hashlib
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote
@@ -28,7 +29,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from gateway import keys, sessions
+from gateway import keys, scopes, sessions
 from gateway.auth import SESSION_COOKIE, authorize, current_identity
 from gateway.errors import ERROR_PAGE, MISSING_CREDENTIALS, ApiError
 from gateway.models import ANONYMOUS, Identity, User
@@ -217,6 +218,27 @@ def when(ts: float | None, none: str = "\u2014") -> str:
     if ts is None:
         return none
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+@dataclass(frozen=True)
+class ScopeLine:
+    """One line of a consent page: what a scope allows and on which resource."""
+
+    scope: str
+    description: str
+    on: str  # 'user alice', 'server alice/nb', '' when unfiltered
+
+
+def describe_scopes(raw: Iterable[str]) -> list[ScopeLine]:
+    """Scopes as a person reads them (the OAuth confirmation and accept-share pages)."""
+    lines = []
+    for scope in sorted(set(raw)):
+        base, _, filt = scope.partition("!")
+        definition = scopes.SCOPE_DEFINITIONS.get(base)
+        kind, _, value = filt.partition("=")
+        lines.append(ScopeLine(scope, definition.description if definition else base,
+                               f"{kind} {value}" if value else ""))
+    return lines
 
 
 def mount_pages(app: web.Application, routes: web.RouteTableDef) -> None:

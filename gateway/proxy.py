@@ -8,7 +8,8 @@ that the caller may use it; :meth:`ProxyForwarder.forward` only moves bytes:
   is reduced to its path: never a forward proxy);
 * headers are rewritten by :mod:`gateway.proxy_headers` (hop-by-hop stripped,
   ``Host`` kept, ``X-Forwarded-*`` added, ``Authorization`` replaced by the
-  route's secret, gateway cookies removed both ways);
+  route's secret on user routes and passed through on service routes,
+  gateway cookies removed both ways);
 * bodies stream both ways through bounded buffers, never decoded;
 * a backend that refuses, resets or dies answers 503 at once, a silent one
   504, a malformed answer 502, and ``on_backend_error(route)`` is called so
@@ -114,9 +115,14 @@ class ProxyForwarder:
         read_timeout: float,
         on_activity: Callable[[Route], None],
         on_backend_error: Callable[[Route], None],
+        service_cookie_names: frozenset[str] | None = None,
     ) -> None:
         self._cookies_str = frozenset(gateway_cookie_names)
         self._cookies_bytes = frozenset(n.encode("latin-1") for n in gateway_cookie_names)
+        # services run their own cookie auth and XSRF (HubOAuth): they may see and set more of them
+        service_cookies = self._cookies_str if service_cookie_names is None else frozenset(service_cookie_names)
+        self._service_cookies_str = service_cookies
+        self._service_cookies_bytes = frozenset(n.encode("latin-1") for n in service_cookies)
         self.max_body_size = max_body_size
         self.read_timeout = read_timeout
         self._on_activity = on_activity
@@ -189,6 +195,9 @@ class ProxyForwarder:
         elif request.body_exists:
             chunked = True
         peer = request.remote or ""
+        # a service gets the caller's own credentials (it asks the hub who they are); a user
+        # server gets only its secret (its visitors' tokens never reach user code)
+        service = route.kind == "service"
         head = build_request_head(
             request.method,
             target,
@@ -196,8 +205,8 @@ class ProxyForwarder:
             host=request.host,
             forwarded_for=peer,
             forwarded_proto=request.scheme,
-            secret=route.secret,
-            gateway_cookies=self._cookies_bytes,
+            secret=None if service else route.secret,
+            gateway_cookies=self._service_cookies_bytes if service else self._cookies_bytes,
             content_length=length,
             chunked=chunked,
             websocket=websocket,
@@ -304,7 +313,7 @@ class ProxyForwarder:
         head: ResponseHead,
         set_cookies: tuple[str, ...] = (),
     ) -> web.StreamResponse:
-        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookies_str)
+        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
         for cookie in set_cookies:
             kept.append(("Set-Cookie", cookie))
         if conn.body_complete():
@@ -353,7 +362,7 @@ class ProxyForwarder:
     ) -> web.StreamResponse:
         hdrs = CIMultiDict(
             response_headers(
-                head.headers, prefix=route.prefix, gateway_cookies=self._cookies_str, upgrade=True
+                head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route), upgrade=True
             )
         )
         resp = web.StreamResponse(status=101, reason=head.reason or "Switching Protocols", headers=hdrs)
@@ -370,6 +379,9 @@ class ProxyForwarder:
             tunnel.close()
             self._tunnels.discard(tunnel)
         return resp
+
+    def _cookie_names(self, route: Route) -> frozenset[str]:
+        return self._service_cookies_str if route.kind == "service" else self._cookies_str
 
     def _backend_failed(self, route: Route, what: str) -> None:
         log.warning("backend for %s %s", route.prefix, what)

@@ -67,6 +67,8 @@ _DROP_REQUEST = frozenset(
         "x-real-ip",
     }
 )
+# Service routes keep the caller's Authorization: a service authenticates its callers itself.
+_DROP_REQUEST_KEEP_AUTH = _DROP_REQUEST - {b"authorization"}
 _DROP_RESPONSE = HOP_BY_HOP | {"content-length"}
 _CONNECTION_STANDARD = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
@@ -103,7 +105,7 @@ def build_request_head(
     host: str,
     forwarded_for: str,
     forwarded_proto: str,
-    secret: str,
+    secret: str | None,
     gateway_cookies: frozenset[bytes],
     content_length: int | None,
     chunked: bool,
@@ -112,7 +114,8 @@ def build_request_head(
     """The request line and header block to send to the backend.
 
     Keeps every end-to-end header byte for byte, except: hop-by-hop headers,
-    the caller's Authorization (replaced by ``Authorization: token <secret>``),
+    the caller's Authorization (replaced by ``Authorization: token <secret>``;
+    kept as it is when ``secret`` is None),
     gateway cookies (removed from Cookie) and forwarding headers (replaced by
     ``X-Forwarded-For/Proto/Host`` from the gateway's view). ``Host`` is kept.
     """
@@ -121,9 +124,10 @@ def build_request_head(
     ]
     append = parts.append
     named: frozenset[bytes] = frozenset()
+    drop = _DROP_REQUEST if secret is not None else _DROP_REQUEST_KEEP_AUTH
     for name, value in raw_headers:
         lname = name.lower()
-        if lname in _DROP_REQUEST:
+        if lname in drop:
             if lname == b"connection" and value.strip().lower() not in _CONNECTION_STANDARD:
                 named = _connection_named(raw_headers)
             continue
@@ -138,8 +142,9 @@ def build_request_head(
         f"X-Forwarded-For: {forwarded_for}\r\n"
         f"X-Forwarded-Proto: {forwarded_proto}\r\n"
         f"X-Forwarded-Host: {host}\r\n"
-        f"Authorization: token {secret}\r\n"
     )
+    if secret is not None:
+        tail += f"Authorization: token {secret}\r\n"
     if websocket:
         tail += "Connection: Upgrade\r\nUpgrade: websocket\r\n"
     if content_length is not None:

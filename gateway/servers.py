@@ -468,6 +468,8 @@ class ServerManager:
             entry.ready, entry.pending, entry.spawner = False, None, None
             with contextlib.suppress(StoreError):
                 await self.store.delete_tokens(server_id=entry.server_id)
+                # as JupyterHub deletes the server's OAuth client: browser logins to it end with it
+                await self.store.delete_tokens(client_id=ServerSpec(entry.user_name, entry.server_name).client_id)
                 await self.store.update_server(entry.server_id, url="", state={}, started=None)
             if remove:
                 await self._remove(user, entry.server_name)

@@ -358,6 +358,21 @@ class Store:
     def _authz_changed(self) -> None:
         self.authz_version += 1
 
+    # For sibling data modules (shares, OAuth codes) that keep their own tables: reads on the reader
+    # connection, writes through ``transaction()``, and the cache counters bumped after a write.
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self._all(sql, params)
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return await self._one(sql, params)
+
+    def note_authz_change(self) -> None:
+        """Someone's scopes changed (a share granted or revoked): cached identities are recomputed."""
+        self._authz_changed()
+
+    def note_revocation(self) -> None:
+        self._revoked()
+
     def _revoked(self) -> None:
         self.revocation_version += 1
 
@@ -752,10 +767,13 @@ class Store:
                 await self._write(f"UPDATE servers SET {sets} WHERE id = ?", (*encoded.values(), server_id))
             except Conflict:
                 raise Conflict(f"server {fields.get('name')!r} exists") from None
+            if "name" in fields:
+                self._authz_changed()  # shares name the server in their scope filters
         return await self.get_server_by_id(server_id)
 
     async def delete_server(self, server_id: int) -> None:
         await self._write("DELETE FROM servers WHERE id = ?", (server_id,))
+        self._authz_changed()  # its shares went with it
         self._revoked()
 
     async def touch_servers(self, activity: Mapping[int, float]) -> None:

@@ -4,7 +4,9 @@ One function (``authorize_proxied``) decides for HTTP and websocket upgrades ali
 any connection to a backend, on the same canonical target that chose the route:
 
 - identity: ``Authorization: token|bearer``, the login cookie, or ``?token=`` on websocket
-  upgrades only (removed from the query before it reaches the backend);
+  upgrades only (removed from the query before it reaches the backend); the server's own
+  secret is not a visitor's credential (JupyterLab sends it back from its page config), so a
+  request carrying it is judged by the login cookie;
 - users' servers need ``access:servers`` for that server (``!server=u/s``, ``!user=u``, a
   group holding u, or unfiltered); services need ``access:services`` for that service;
 - no credentials: 403 JSON for API-looking requests, a login redirect for browsers;
@@ -16,6 +18,13 @@ any connection to a backend, on the same canonical target that chose the route:
   sends it as X-XSRFToken from the ``_xsrf`` cookie the gateway sets on that path),
   websocket upgrades need an Origin equal to the gateway's own, and cross-site
   non-navigation reads are refused (XSSI).
+
+Services differ on purpose (as behind JupyterHub's proxy): the gateway decides who may reach
+them (``access:services``) but does not stand in for them. A service receives the caller's own
+``Authorization`` and cookies (the gateway's login cookie excepted) and the raw query, and
+authenticates callers itself (``HubAuth``/``HubOAuth`` ask ``/hub/api/user``, browsers log in
+through the hub's OAuth provider). So the gateway sets no ``_xsrf`` cookie there and checks no
+XSRF token (HubOAuth sets and checks its own); the Origin rules still apply.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
+from gateway.auth import SESSION_COOKIE, XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
 from gateway.errors import MISSING_CREDENTIALS, api_error_response
 from gateway.httpstrict import make_expect_handler
 from gateway.models import Identity
@@ -83,6 +92,8 @@ def check_browser_rules(request: web.Request, identity: Identity, route: Route) 
     origin = request.headers.get("Origin")
     if origin is not None and origin != own_origin(request):
         raise refuse(403, "Cross-origin requests are not allowed")
+    if route.kind == "service":
+        return  # the service checks its own XSRF token (HubOAuth), bound to its own cookie
     authorizer = request.app[keys.AUTHORIZER]
     if not authorizer.check_xsrf(identity, presented_xsrf(request), route.prefix):
         raise refuse(403, "'_xsrf' argument missing or invalid")
@@ -99,10 +110,11 @@ def xsrf_cookie(request: web.Request, identity: Identity, prefix: str) -> tuple[
     return (f"{XSRF_COOKIE}={token}; Path={prefix}; SameSite=Lax{secure}",)
 
 
-def backend_target(request: web.Request) -> str:
-    """The target sent to the backend: the raw one, minus a ``token`` query parameter (our credential)."""
+def backend_target(request: web.Request, route: Route | None = None) -> str:
+    """The target sent to the backend: the raw one, minus a ``token`` query parameter (our credential)
+    on user routes; services get it as sent (they authenticate the caller themselves)."""
     target = origin_form(request.raw_path)
-    if "token" not in request.query:
+    if "token" not in request.query or (route is not None and route.kind == "service"):
         return target
     path, _, query = target.partition("?")
     kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"]
@@ -122,7 +134,11 @@ def login_redirect(request: web.Request) -> Refusal:
 
 async def authorize_proxied(request: web.Request, kind: str, name: str, rest: str, route: Route | None) -> Identity:
     """Raise Refusal unless the caller may reach this route (or learn that it is not running)."""
-    identity = await resolve_identity(request, allow_query_token=True)
+    # A server's own secret is its credential towards the hub, never a visitor's towards the server:
+    # jupyterhub-singleuser puts it in JupyterLab's page config, so browsers send it back. Those
+    # requests are judged by the visitor's login cookie instead (so revoking a share ends them at once).
+    secret = route.secret if route is not None and route.kind == "user" else None
+    identity = await resolve_identity(request, allow_query_token=True, not_a_credential=secret)
     app = request.app
     api = looks_like_api(request, rest)
     if identity.anonymous:
@@ -189,8 +205,9 @@ async def proxied(request: web.Request) -> web.StreamResponse:
     except Refusal as refusal:
         return refusal.response
     metrics = request.app.get(keys.METRICS)
-    forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request),
-                                              set_cookies=xsrf_cookie(request, identity, route.prefix))
+    forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request, route),
+                                              set_cookies=xsrf_cookie(request, identity, route.prefix)
+                                              if route.kind == "user" else ())
     if metrics is None:
         return await forward
     websocket = is_websocket_upgrade(request)
@@ -238,7 +255,8 @@ async def proxy_context(app: web.Application):
             servers.backend_failed(route.prefix)
 
     forwarder = ProxyForwarder(
-        gateway_cookie_names=frozenset({"gateway-login", XSRF_COOKIE}),
+        gateway_cookie_names=frozenset({SESSION_COOKIE, XSRF_COOKIE}),
+        service_cookie_names=frozenset({SESSION_COOKIE}),
         max_body_size=settings.proxy_max_body_size,
         connect_timeout=PROXY_CONNECT_TIMEOUT,
         read_timeout=PROXY_READ_TIMEOUT,

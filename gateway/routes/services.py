@@ -129,6 +129,9 @@ async def create_service(request: web.Request) -> web.Response:
         service = await store.add_service(name, token=token, roles=("admin",) if fields["admin"] else (), **fields)
     except Conflict:
         raise ApiError(409, f"Service {shown(name)} already exists") from None
+    manager = request.app.get(keys.SERVICES)
+    if manager is not None:
+        manager.add_route(service)  # JupyterHub adds a runtime service with a url to the proxy too
     log.info("Added service %s at runtime", shown(name))
     return json_response(await model_of(request, service), 201)
 
@@ -144,6 +147,9 @@ async def delete_service(request: web.Request) -> web.Response:
     if service.from_config:
         raise ApiError(405, f"Service {shown(name)} is not modifiable at runtime")
     await store.delete_service(service.id)  # its tokens and role grants go with it
+    manager = request.app.get(keys.SERVICES)
+    if manager is not None:
+        manager.remove_route(name)
     log.info("Removed service %s", shown(name))
     return empty_response(200)
 
