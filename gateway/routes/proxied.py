@@ -20,6 +20,7 @@ any connection to a backend, on the same canonical target that chose the route:
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
@@ -31,6 +32,8 @@ from gateway.httpstrict import make_expect_handler
 from gateway.models import Identity
 from gateway.proxy import ProxyForwarder
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
+
+log = logging.getLogger("gateway.proxy")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PROXY_CONNECT_TIMEOUT = 5.0
@@ -250,6 +253,16 @@ async def proxy_context(app: web.Application):
     await forwarder.close()
 
 
+async def close_websockets(app: web.Application) -> None:
+    """on_shutdown: the listener is closed; end open websockets with 1001 so the runner need not
+    wait ``shutdown_timeout`` for them, and clients know to reconnect elsewhere or later."""
+    forwarder = app.get(keys.PROXY)
+    if forwarder is not None:
+        count = forwarder.going_away()
+        if count:
+            log.info("Closed %d proxied websocket(s) with 1001 (going away)", count)
+
+
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     app[keys.ROUTES] = RouteTable()
@@ -259,3 +272,4 @@ def setup(app: web.Application) -> None:
         app.router.add_route("*", f"{settings.base_url}{kind}", proxied, expect_handler=expect)
     # listed before gateway.routes.servers in CAPABILITIES: the forwarder exists before servers are routed
     app.cleanup_ctx.append(proxy_context)
+    app.on_shutdown.append(close_websockets)
