@@ -225,7 +225,11 @@ def measure(targets: list[Target], rounds: int, d: float) -> dict[str, dict[str,
                       "cpu_rt": (cpu3 - cpu2) * 1e6 / max(1.0, echo * d)}
             for key, value in values.items():
                 results[t.name].setdefault(key, []).append(value)
-    return {n: {k: median(v) for k, v in res.items()} for n, res in results.items()}
+    medians = {n: {k: median(v) for k, v in res.items()} for n, res in results.items()}
+    for m in medians.values():
+        # what one core could serve if the proxy had it to itself: robust against other load
+        m["per_cpu_s"] = 1e6 / m["cpu_req"] if m["cpu_req"] else float("nan")
+    return medians
 
 
 def measure_jupyter(gw: RunningGateway, rounds: int, d: float) -> dict[str, dict[str, float]]:
@@ -244,9 +248,13 @@ def measure_jupyter(gw: RunningGateway, rounds: int, d: float) -> dict[str, dict
         for name in names[r % 2:] + names[: r % 2]:
             print(f"round {r + 1}/{rounds}: jupyter-server {name}", file=sys.stderr)
             url, token, _ = targets[name]
+            cpu0 = cpu_seconds(gw.pid) + cpu_seconds(backend.pid)
             res = wrk(url, 10, d, token)
+            cpu = cpu_seconds(gw.pid) + cpu_seconds(backend.pid) - cpu0  # the gateway idles when direct
             results[name].setdefault("rps", []).append(res["rps"])
             results[name].setdefault("p99", []).append(res["p99"])
+            # requests per CPU-second of jupyter-server (+ gateway): what one free core would serve
+            results[name].setdefault("per_cpu_s", []).append(res["rps"] * round(d) / max(cpu, 1e-3))
     return {n: {k: median(v) for k, v in res.items()} for n, res in results.items()}
 
 
@@ -314,6 +322,7 @@ def main() -> None:
         ("16 MiB streaming MiB/s (c=4)", "mib_s", "{:.0f}", "≥ 2.5× CHP"),
         ("ws echo round trips/s (c=20)", "ws", "{:.0f}", "≥ 1.5× CHP"),
         ("CPU µs per small request", "cpu_req", "{:.1f}", ""),
+        ("small requests per CPU-second", "per_cpu_s", "{:.0f}", "(load-independent)"),
         ("CPU ms per streamed MiB", "cpu_mib", "{:.2f}", ""),
         ("CPU µs per ws round trip", "cpu_rt", "{:.1f}", ""),
     ]
@@ -321,7 +330,7 @@ def main() -> None:
     rows = []
     for label, key, fmt, target in rows_spec:
         line = [label] + [fmt.format(med[n][key]) for n in names]
-        line += [f"{med[n][key] / med['CHP 5'][key]:.2f}×" if key in ("rps", "mib_s", "ws") else "" for n in gw_names]
+        line += [f"{med[n][key] / med['CHP 5'][key]:.2f}×" if key in ("rps", "mib_s", "ws", "per_cpu_s") else "" for n in gw_names]
         rows.append(line + [target])
     blank = [""] * len(gw_names)
     rows.append(["RSS idle MiB"] + [f"{rss_idle[n]:.0f}" for n in names] + blank + [""])
@@ -336,6 +345,8 @@ def main() -> None:
         print(fmt_table(["", "direct", "through gateway", "gateway/direct", "target"], [
             ["requests/s", f"{d['rps']:.0f}", f"{g['rps']:.0f}", f"{g['rps'] / d['rps']:.2f}", "≥ 0.90"],
             ["p99 ms", f"{d['p99']:.2f}", f"{g['p99']:.2f}", "", ""],
+            ["requests per CPU-second", f"{d['per_cpu_s']:.0f}", f"{g['per_cpu_s']:.0f}",
+             f"{g['per_cpu_s'] / d['per_cpu_s']:.2f}", "(load-independent)"],
         ]))
 
 
