@@ -8,7 +8,8 @@ backend) is what the benchmark measures. It understands just enough HTTP/1.1:
   ping with pong, echo close;
 * anything else                    -> ``200 ok`` (request bodies are discarded).
 
-Usage: ``python fast_backend.py PORT``.
+Usage: ``python fast_backend.py PORT``, or as a gateway's ``Spawner.cmd`` (it takes the
+port from ``--ServerApp.port=N`` and ignores the other flags).
 """
 
 import asyncio
@@ -154,5 +155,14 @@ async def main(port: int) -> None:
         await server.serve_forever()
 
 
+def port_from(argv: list[str]) -> int:
+    for arg in argv:
+        if arg.isdigit():
+            return int(arg)
+        if arg.startswith("--ServerApp.port="):
+            return int(arg.split("=", 1)[1])
+    raise SystemExit("usage: fast_backend.py PORT")
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(port_from(sys.argv[1:])))

@@ -1,26 +1,33 @@
-"""Proxy benchmark: gateway's forwarder against configurable-http-proxy 5.
+"""Proxy benchmark: the real gateway against configurable-http-proxy 5 and the backend itself.
 
-One command, one table of ratios::
+One command, one table::
 
-    python bench/proxy_bench.py [--duration 5] [--rounds 3]
+    python bench/proxy_bench.py [--duration 5] [--rounds 3] [--loops uvloop,asyncio] [--no-jupyter]
 
-Set-up (as the issue prescribes): every server process (fast echo backend,
-CHP, gateway) pinned to CPU 0 with ``taskset``, every load generator to CPU 1.
-The backend is ``bench/fast_backend.py``; it is measured directly too. The
-gateway is ``bench/bench_gateway.py``: strictness checks, canonical path,
-route lookup and a token compared on every request, then ProxyForwarder.
-CHP is installed from the npm registry into a scratch folder outside the
-repository (``$TMPDIR/gateway-bench-chp``) on first use.
+Set-up (as the issue prescribes): every server process pinned to CPU 0 with ``taskset``, every
+load generator (``wrk`` from Debian, the websocket client) to CPU 1.
+
+* The gateway is the real thing: ``python -m gateway -f <config>`` (bench/gatewayrun.py), a user
+  ``bench`` whose server is ``bench/fast_backend.py`` started by the gateway's own spawner
+  (``Spawner.cmd``), and the user's token on every request, so identity resolution, the scope
+  check, route lookup, metrics and the access log all run as in production. ``--loops`` runs one
+  gateway per event loop (uvloop, the CLI's default when installed, and plain asyncio).
+* "direct" is that same backend process reached without a proxy.
+* CHP 5 is installed from the npm registry into a scratch folder outside the repository
+  (``$TMPDIR/gateway-bench-chp``) on first use, routed to the same backend.
+* Unless ``--no-jupyter``: a second gateway whose user runs a real jupyter-server; wrk on
+  ``GET /user/jbench/api/status`` through the gateway and directly (with the server's token).
 
 Measured, each bounded by ``--duration`` seconds per run:
 
 * small requests: ``wrk -c50``, requests/s and p99 latency;
 * 16 MiB downloads: ``wrk -c4``, MiB/s;
 * websocket echo round trips/s over 20 connections (``bench/ws_echo_client.py``);
+* CPU time of the server process per small request and per websocket round trip;
 * RSS of the proxy process idle and while 1,000 websockets are open.
 
-Throughput runs alternate between the proxies for ``--rounds`` rounds and the
-median is reported: on a shared machine single runs are noisy.
+Throughput runs alternate between the targets for ``--rounds`` rounds and the median is
+reported: on a shared machine single runs are noisy.
 """
 
 from __future__ import annotations
@@ -39,12 +46,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-TOKEN = "bench-token"
+CHP_API_TOKEN = "bench-chp-api-token"  # CHP's own route API, not a proxied credential
 STREAM_BYTES = 16 * 1024 * 1024
 SERVER_CPU, LOAD_CPU = "0", "1"
 
@@ -53,6 +61,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+sys.path.insert(0, str(HERE))
+from gatewayrun import RunningGateway, cpu_seconds, rss_mib  # noqa: E402
 
 
 class Server:
@@ -77,19 +89,6 @@ class Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (all threads)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -120,14 +119,14 @@ def start_chp(script: Path, backend_port: int) -> tuple[Server, int]:
         "chp",
         ["node", str(script), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
          "--api-port", str(api_port), "--log-level", "warn"],
-        env={"CONFIGPROXY_AUTH_TOKEN": TOKEN},
+        env={"CONFIGPROXY_AUTH_TOKEN": CHP_API_TOKEN},
         ready_line=False,
     )
     body = json.dumps({"target": f"http://127.0.0.1:{backend_port}"}).encode()
     for _ in range(100):  # bounded wait for the API
         try:
             req = urllib.request.Request(f"http://127.0.0.1:{api_port}/api/routes/user/bench", data=body,
-                                         headers={"Authorization": f"token {TOKEN}"}, method="POST")
+                                         headers={"Authorization": f"token {CHP_API_TOKEN}"}, method="POST")
             urllib.request.urlopen(req, timeout=2).read()
             return chp, port
         except OSError:
@@ -140,10 +139,10 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 _BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
 
-def wrk(url: str, conns: int, duration: float, auth: bool) -> dict:
+def wrk(url: str, conns: int, duration: float, token: str) -> dict:
     args = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", url]
-    if auth:
-        args[5:5] = ["-H", f"Authorization: token {TOKEN}"]
+    if token:
+        args[5:5] = ["-H", f"Authorization: token {token}"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"\s99%\s+([\d.]+)(us|ms|s|m)\b", out)
@@ -156,28 +155,28 @@ def wrk(url: str, conns: int, duration: float, auth: bool) -> dict:
     return {"rps": rps, "p99": p99, "mib_s": mib_s}
 
 
-def ws_client(mode: str, url: str, conns: int, seconds: float, auth: bool) -> subprocess.Popen:
+def ws_client(mode: str, url: str, conns: int, seconds: float, token: str) -> subprocess.Popen:
     return subprocess.Popen(
         ["taskset", "-c", LOAD_CPU, PY, str(HERE / "ws_echo_client.py"), mode, url, str(conns), str(seconds),
-         TOKEN if auth else ""],
+         token],
         stdout=subprocess.PIPE, text=True, preexec_fn=_raise_fd_limit,
     )
 
 
-def ws_echo(url: str, duration: float, auth: bool) -> float:
-    proc = ws_client("echo", url, 20, duration, auth)
+def ws_echo(url: str, duration: float, token: str) -> float:
+    proc = ws_client("echo", url, 20, duration, token)
     out, _ = proc.communicate(timeout=duration + 120)
     return float(out.strip().splitlines()[-1])
 
 
-def rss_with_open_websockets(server: Server, url: str, auth: bool, n: int = 1000) -> float:
-    proc = ws_client("hold", url, n, 5, auth)
+def rss_with_open_websockets(pid: int, url: str, token: str, n: int = 1000) -> float:
+    proc = ws_client("hold", url, n, 5, token)
     try:
         line = proc.stdout.readline()  # "open N" once all are open
         if not line.startswith(f"open {n}"):
             return float("nan")
         time.sleep(0.5)
-        return server.rss_mib()
+        return rss_mib(pid)
     finally:
         proc.wait(timeout=120)
 
@@ -186,102 +185,169 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+@dataclass
+class Target:
+    """One thing wrk drives: its server process (for CPU and RSS), its base URL, the token it needs."""
+
+    name: str
+    pid: int
+    base: str
+    token: str
+
+
+def fmt_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header] + rows)
+
+
+def measure(targets: list[Target], rounds: int, d: float) -> dict[str, dict[str, float]]:
+    """Medians of small requests, streaming and websocket echo, alternating targets each round."""
+    for t in targets:  # warm-up (V8's JIT, pools, caches), not measured
+        print(f"warm-up: {t.name}", file=sys.stderr)
+        wrk(t.base + "x", 50, 2, t.token)
+        ws_echo(t.base + "ws", 1, t.token)
+    results: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[: r % len(targets)]
+        for t in order:
+            print(f"round {r + 1}/{rounds}: {t.name}", file=sys.stderr)
+            cpu0 = cpu_seconds(t.pid)
+            small = wrk(t.base + "x", 50, d, t.token)
+            cpu1 = cpu_seconds(t.pid)
+            big = wrk(t.base + f"stream/{STREAM_BYTES}", 4, d, t.token)
+            cpu2 = cpu_seconds(t.pid)
+            echo = ws_echo(t.base + "ws", d, t.token)
+            cpu3 = cpu_seconds(t.pid)
+            # CPU cost per unit of work: robust against other load on the machine
+            values = {"rps": small["rps"], "p99": small["p99"], "mib_s": big["mib_s"], "ws": echo,
+                      "cpu_req": (cpu1 - cpu0) * 1e6 / max(1.0, small["rps"] * round(d)),
+                      "cpu_mib": (cpu2 - cpu1) * 1e3 / max(1.0, big["mib_s"] * round(d)),
+                      "cpu_rt": (cpu3 - cpu2) * 1e6 / max(1.0, echo * d)}
+            for key, value in values.items():
+                results[t.name].setdefault(key, []).append(value)
+    medians = {n: {k: median(v) for k, v in res.items()} for n, res in results.items()}
+    for m in medians.values():
+        # what one core could serve if the proxy had it to itself: robust against other load
+        m["per_cpu_s"] = 1e6 / m["cpu_req"] if m["cpu_req"] else float("nan")
+    return medians
+
+
+def measure_jupyter(gw: RunningGateway, rounds: int, d: float) -> dict[str, dict[str, float]]:
+    """GET api/status of a real jupyter-server: through the gateway, and directly."""
+    user = gw.users[0]
+    backend = gw.backends[user]
+    path = f"{backend.prefix}api/status"
+    targets = {"gateway": (gw.url + path, gw.tokens[user], gw.pid),
+               "direct": (f"http://127.0.0.1:{backend.port}{path}", backend.secret, backend.pid)}
+    for name, (url, token, _) in targets.items():
+        print(f"warm-up: jupyter-server {name}", file=sys.stderr)
+        wrk(url, 10, 2, token)
+    results: dict[str, dict[str, list[float]]] = {n: {} for n in targets}
+    names = list(targets)
+    for r in range(rounds):
+        for name in names[r % 2:] + names[: r % 2]:
+            print(f"round {r + 1}/{rounds}: jupyter-server {name}", file=sys.stderr)
+            url, token, _ = targets[name]
+            cpu0 = cpu_seconds(gw.pid) + cpu_seconds(backend.pid)
+            res = wrk(url, 10, d, token)
+            cpu = cpu_seconds(gw.pid) + cpu_seconds(backend.pid) - cpu0  # the gateway idles when direct
+            results[name].setdefault("rps", []).append(res["rps"])
+            results[name].setdefault("p99", []).append(res["p99"])
+            # requests per CPU-second of jupyter-server (+ gateway): what one free core would serve
+            results[name].setdefault("per_cpu_s", []).append(res["rps"] * round(d) / max(cpu, 1e-3))
+    return {n: {k: median(v) for k, v in res.items()} for n, res in results.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per throughput metric")
-    ap.add_argument("--no-uvloop", action="store_true", help="skip the uvloop row even if uvloop is installed")
+    ap.add_argument("--loops", default="uvloop,asyncio",
+                    help="event loops to run a gateway on (comma-separated: uvloop, asyncio)")
+    ap.add_argument("--no-jupyter", action="store_true", help="skip the jupyter-server comparison")
     args = ap.parse_args()
     for tool in ("wrk", "taskset", "node", "npm"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (wrk: apt-get install -y wrk)")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two CPUs")
+    loops = [x.strip() for x in args.loops.split(",") if x.strip()]
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        print("uvloop is not installed: skipping its gateway", file=sys.stderr)
+        loops.remove("uvloop")
 
     load_before = f"{os.getloadavg()[0]:.2f}"
     chp_script = ensure_chp()
-    backend_port = free_port()
-    servers: list[Server] = []
+    scratch = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    gateways: list[RunningGateway] = []
+    chp: Server | None = None
     try:
-        backend = Server("backend", [PY, str(HERE / "fast_backend.py"), str(backend_port)])
-        servers.append(backend)
-        chp, chp_port = start_chp(chp_script, backend_port)
-        servers.append(chp)
-        targets = {"direct": (backend, backend_port, False), "CHP 5": (chp, chp_port, False)}
-        gw_port = free_port()
-        gw = Server("gateway", [PY, str(HERE / "bench_gateway.py"), str(gw_port), str(backend_port), TOKEN])
-        servers.append(gw)
-        targets["gateway"] = (gw, gw_port, True)
-        if not args.no_uvloop and importlib.util.find_spec("uvloop"):
-            uv_port = free_port()
-            uv = Server("gateway+uvloop", [PY, str(HERE / "bench_gateway.py"), str(uv_port), str(backend_port), TOKEN],
-                        env={"GATEWAY_BENCH_UVLOOP": "1"})
-            servers.append(uv)
-            targets["gateway+uvloop"] = (uv, uv_port, True)
-        names = list(targets)
-        url = {n: f"http://127.0.0.1:{p}/user/bench/" for n, (_, p, _) in targets.items()}
-        auth = {n: a for n, (_, _, a) in targets.items()}
-
-        rss_idle = {n: s.rss_mib() for n, (s, _, _) in targets.items()}
-        for n in names:  # warm-up (V8's JIT, pools), not measured
-            print(f"warm-up: {n}", file=sys.stderr)
-            wrk(url[n] + "x", 50, 2, auth[n])
-            ws_echo(url[n] + "ws", 1, auth[n])
-        results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
-        d = args.duration
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
-            for n in order:
-                print(f"round {r + 1}/{args.rounds}: {n}", file=sys.stderr)
-                server = targets[n][0]
-                cpu0 = server.cpu_seconds()
-                small = wrk(url[n] + "x", 50, d, auth[n])
-                cpu1 = server.cpu_seconds()
-                big = wrk(url[n] + f"stream/{STREAM_BYTES}", 4, d, auth[n])
-                cpu2 = server.cpu_seconds()
-                echo = ws_echo(url[n] + "ws", d, auth[n])
-                cpu3 = server.cpu_seconds()
-                # CPU cost per unit of work: robust against other load on the machine
-                cpu_req = (cpu1 - cpu0) * 1e6 / max(1.0, small["rps"] * round(d))
-                cpu_rt = (cpu3 - cpu2) * 1e6 / max(1.0, echo * d)
-                for key, value in (("rps", small["rps"]), ("p99", small["p99"]), ("mib_s", big["mib_s"]), ("ws", echo),
-                                   ("cpu_req", cpu_req), ("cpu_rt", cpu_rt)):
-                    results[n].setdefault(key, []).append(value)
+        targets: list[Target] = []
+        gw_names = []
+        for loop in loops:
+            gw = RunningGateway(scratch / loop, ["bench"], spawner_cmd=[PY, str(HERE / "fast_backend.py")],
+                                cpu=SERVER_CPU, uvloop=loop == "uvloop")
+            gateways.append(gw)
+            gw.start()
+            name = "gateway" if len(loops) == 1 else f"gateway ({loop})"
+            gw_names.append(name)
+            targets.append(Target(name, gw.pid, gw.user_url("bench"), gw.tokens["bench"]))
+        backend = gateways[0].backends["bench"]
+        chp, chp_port = start_chp(chp_script, backend.port)
+        targets[:0] = [Target("direct", backend.pid, f"http://127.0.0.1:{backend.port}/user/bench/", ""),
+                       Target("CHP 5", chp.pid, f"http://127.0.0.1:{chp_port}/user/bench/", "")]
+        rss_idle = {t.name: rss_mib(t.pid) for t in targets}
+        med = measure(targets, args.rounds, args.duration)
         rss_ws = {}
-        for n in names:
-            if n == "direct":
-                continue
-            print(f"1,000 websockets: {n}", file=sys.stderr)
-            rss_ws[n] = rss_with_open_websockets(targets[n][0], url[n] + "ws", auth[n])
+        for t in targets[1:]:
+            print(f"1,000 websockets: {t.name}", file=sys.stderr)
+            rss_ws[t.name] = rss_with_open_websockets(t.pid, t.base + "ws", t.token)
+        jupyter = None
+        if not args.no_jupyter:
+            jgw = RunningGateway(scratch / "jupyter", ["jbench"], cpu=SERVER_CPU, uvloop=loops[0] == "uvloop")
+            gateways.append(jgw)
+            jgw.start()
+            jupyter = measure_jupyter(jgw, args.rounds, args.duration)
     finally:
-        for s in reversed(servers):
-            s.stop()
+        if chp is not None:
+            chp.stop()
+        for gw in reversed(gateways):
+            gw.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    med = {n: {k: median(v) for k, v in results[n].items()} for n in names}
-    proxies = [n for n in names if n != "direct"]
-    rows = [
-        ("small requests/s (c=50)", "rps", "{:.0f}", "≥ 2.0× CHP"),
+    names = [t.name for t in targets]
+    rows_spec = [
+        ("small requests/s (c=50, token checked)", "rps", "{:.0f}", "≥ 2.0× CHP"),
         ("small p99 ms (c=50)", "p99", "{:.2f}", "≤ 5 ms"),
         ("16 MiB streaming MiB/s (c=4)", "mib_s", "{:.0f}", "≥ 2.5× CHP"),
         ("ws echo round trips/s (c=20)", "ws", "{:.0f}", "≥ 1.5× CHP"),
-        ("CPU µs per small request", "cpu_req", "{:.1f}", "(lower is better)"),
-        ("CPU µs per ws round trip", "cpu_rt", "{:.1f}", "(lower is better)"),
+        ("CPU µs per small request", "cpu_req", "{:.1f}", ""),
+        ("small requests per CPU-second", "per_cpu_s", "{:.0f}", "(load-independent)"),
+        ("CPU ms per streamed MiB", "cpu_mib", "{:.2f}", ""),
+        ("CPU µs per ws round trip", "cpu_rt", "{:.1f}", ""),
     ]
-    header = ["metric"] + names + [f"{n}/CHP" for n in proxies if n != "CHP 5"] + ["target"]
-    table = []
-    for label, key, fmt, target in rows:
+    header = ["metric"] + names + [f"{n}/CHP" for n in gw_names] + ["target"]
+    rows = []
+    for label, key, fmt, target in rows_spec:
         line = [label] + [fmt.format(med[n][key]) for n in names]
-        for n in proxies:
-            if n != "CHP 5":
-                line.append(f"{med[n][key] / med['CHP 5'][key]:.2f}×")
-        table.append(line + [target])
-    table.append(["RSS idle MiB"] + [f"{rss_idle[n]:.0f}" for n in names] + [""] * (len(proxies) - 1) + [""])
-    table.append(["RSS 1,000 websockets MiB", "-"] + [f"{rss_ws[n]:.0f}" for n in proxies] + [""] * (len(proxies) - 1) + ["≤ 150 MiB"])
-    widths = [max(len(str(row[i])) for row in [header] + table) for i in range(len(header))]
-    print(f"\nproxy benchmark: servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
-          f"{args.rounds} rounds x {args.duration:g} s, medians; load average before {load_before}, after {os.getloadavg()[0]:.2f}")
-    for row in [header] + table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        line += [f"{med[n][key] / med['CHP 5'][key]:.2f}×" if key in ("rps", "mib_s", "ws", "per_cpu_s") else "" for n in gw_names]
+        rows.append(line + [target])
+    blank = [""] * len(gw_names)
+    rows.append(["RSS idle MiB"] + [f"{rss_idle[n]:.0f}" for n in names] + blank + [""])
+    rows.append(["RSS with 1,000 websockets MiB", "-"] + [f"{rss_ws[n]:.0f}" for n in names[1:]] + blank
+                + ["≤ 150 MiB"])
+    print(f"\nproxy benchmark: servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, {args.rounds} rounds x "
+          f"{args.duration:g} s, medians; load average before {load_before}, after {os.getloadavg()[0]:.2f}")
+    print(fmt_table(header, rows))
+    if jupyter is not None:
+        g, d = jupyter["gateway"], jupyter["direct"]
+        print("\njupyter-server GET /user/<name>/api/status (wrk -c10):")
+        print(fmt_table(["", "direct", "through gateway", "gateway/direct", "target"], [
+            ["requests/s", f"{d['rps']:.0f}", f"{g['rps']:.0f}", f"{g['rps'] / d['rps']:.2f}", "≥ 0.90"],
+            ["p99 ms", f"{d['p99']:.2f}", f"{g['p99']:.2f}", "", ""],
+            ["requests per CPU-second", f"{d['per_cpu_s']:.0f}", f"{g['per_cpu_s']:.0f}",
+             f"{g['per_cpu_s'] / d['per_cpu_s']:.2f}", "(load-independent)"],
+        ]))
 
 
 if __name__ == "__main__":

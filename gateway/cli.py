@@ -136,6 +136,20 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
         release_database_lock(lock)
 
 
+def run_loop(main, use_uvloop: bool):
+    """asyncio.run(main), on uvloop's loop when asked for and installed (it costs less CPU per request)."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            log.debug("event loop: uvloop %s", uvloop.__version__)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
+
+
 def _force_exit(sig: signal.Signals) -> None:
     """A second SIGTERM/SIGINT while stopping: leave now (servers keep running; sqlite's WAL is safe)."""
     log.warning("%s while stopping: exiting without waiting", sig.name)
@@ -200,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_config_error(e)
     set_level(settings.log_level)
     try:
-        asyncio.run(serve(settings, reload_config=lambda: settings_from(args, extra)))
+        run_loop(serve(settings, reload_config=lambda: settings_from(args, extra)), settings.uvloop)
     except ConfigError as e:
         return report_config_error(e)
     except AlreadyRunning as e:

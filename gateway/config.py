@@ -434,6 +434,8 @@ KEYS: tuple[Key, ...] = (
       "printed once to the log."),
     K("Gateway", "shutdown_timeout", "shutdown_timeout", 10.0, as_number(0),
       "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
+    K("Gateway", "uvloop", "uvloop", True, as_bool,
+      "Run on uvloop's event loop when it is installed (Linux): less CPU per proxied request."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -519,6 +521,7 @@ class Settings:
     data_dir: str = ""
     create_first_admin: bool = True
     shutdown_timeout: float = 10.0
+    uvloop: bool = True
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)

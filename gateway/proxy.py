@@ -131,10 +131,16 @@ class ProxyForwarder:
         self._targets: dict[str, tuple[str, int]] = {}
         self._tunnels: set[Tunnel] = set()
 
+    def going_away(self) -> int:
+        """Close every websocket tunnel with 1001 (going away) to its client; returns how many."""
+        tunnels = list(self._tunnels)
+        for tunnel in tunnels:
+            tunnel.going_away()
+        return len(tunnels)
+
     async def close(self) -> None:
         """Close every backend connection and websocket tunnel."""
-        for tunnel in list(self._tunnels):
-            tunnel.close()
+        self.going_away()
         await self._pool.close()
 
     def _address(self, target: str) -> tuple[str, int]:

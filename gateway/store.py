@@ -336,9 +336,12 @@ class Store:
         return rows[0] if rows else None
 
     async def data_version(self) -> int:
-        """sqlite's data_version as the reader sees it: it changes when any other connection commits."""
-        row = await self._one("PRAGMA data_version")
-        return row[0] if row else 0
+        """sqlite's data_version on the writer connection: it changes when another connection commits,
+        never for the writer's own commits (asked on the reader, every activity flush of our own would
+        look like an outside write and empty the identity caches)."""
+        async with self._write_lock:  # the writer connection may be swapped (reopen_writer)
+            rows = await self._writer.execute_fetchall("PRAGMA data_version")
+        return rows[0][0] if rows else 0
 
     async def watch_other_writers(self, interval: float = 1.0) -> None:
         """Bump both cache counters when the file changed under us (``gateway token``/``set-password`` run

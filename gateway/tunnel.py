@@ -13,6 +13,14 @@ closed after its pending bytes are flushed.
 Flow control is end to end: when one side's write buffer fills, reading from
 the other side pauses.
 
+Going away (the gateway stops): :meth:`Tunnel.going_away` stops relaying and
+sends the client a close frame with code 1001. To write it between two of the
+backend's frames, never inside one, the backend-to-client direction is
+followed by :class:`FrameBoundary`, which reads frame headers only and skips
+payloads by length (a few operations per chunk). Were a close frame to fall
+mid-frame anyway (it cannot, but a backend might send garbage), the
+connection is just closed.
+
 The tunnel plugs into aiohttp's server connection the way aiohttp's own
 ``WebSocketResponse`` does (``RequestHandler.set_parser``): incoming client
 bytes arrive at :meth:`Tunnel.feed_data`.
@@ -31,6 +39,58 @@ from .upstream import UpstreamConnection
 __all__ = ["Tunnel"]
 
 HIGH_WATER = 256 * 1024
+# a server-to-client (unmasked) close frame, status 1001 "going away"
+CLOSE_GOING_AWAY = b"\x88\x02\x03\xe9"
+
+
+class FrameBoundary:
+    """Where websocket frames start and end in a byte stream, without copying payloads.
+
+    ``left``: payload bytes of the current frame still to come; ``head``: the start of a frame
+    header cut off at the end of the last chunk; ``closed``: a close frame went through.
+    """
+
+    __slots__ = ("left", "head", "closed")
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.head = b""
+        self.closed = False
+
+    @property
+    def at_boundary(self) -> bool:
+        return self.left == 0 and not self.head
+
+    def feed(self, data: bytes) -> None:
+        n = len(data)
+        if self.left >= n:  # inside a large payload: the common case for big frames
+            self.left -= n
+            return
+        pos, self.left = self.left, 0
+        if self.head:  # a header split across chunks (rare): join just that
+            data, pos, self.head = self.head + data[pos:], 0, b""
+            n = len(data)
+        while pos < n:
+            if n - pos < 2:
+                self.head = data[pos:]
+                return
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            size = 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
+            if n - pos < size:
+                self.head = data[pos:]
+                return
+            if data[pos] & 0x0F == 0x8:
+                self.closed = True
+            if length == 126:
+                length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2:pos + 10], "big")
+            end = pos + size + length
+            if end > n:
+                self.left = end - n
+                return
+            pos = end
 
 
 class Tunnel:
@@ -49,6 +109,7 @@ class Tunnel:
         self._route = route
         self._on_activity = on_activity
         self._up_paused = False
+        self._frames = FrameBoundary()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def start(self, request: web.BaseRequest) -> None:
@@ -77,6 +138,7 @@ class Tunnel:
             self.close()
             return
         client.write(data)
+        self._frames.feed(data)
         self._on_activity(self._route)
         if not self._up_paused and client.get_write_buffer_size() > HIGH_WATER:
             self._up_paused = True
@@ -102,6 +164,19 @@ class Tunnel:
             client.resume_reading()
         else:
             client.pause_reading()
+
+    def going_away(self) -> None:
+        """The gateway stops: stop relaying, send the client a 1001 close frame, close both sides."""
+        if self.done.done():
+            return
+        up = self._up.transport
+        if up is not None and not up.is_closing():
+            up.pause_reading()  # nothing more from the backend: the client's stream ends here
+        client = self._client
+        frames = self._frames
+        if client is not None and not client.is_closing() and frames.at_boundary and not frames.closed:
+            client.write(CLOSE_GOING_AWAY)
+        self.close()
 
     def close(self) -> None:
         """End both sides (pending bytes are flushed first)."""

@@ -12,6 +12,8 @@ Paths are matched raw (undecoded) under base_url:
   GET  api/status  {"started", "pid", "child_pid", "uid", "cwd", "base_url", "user"}
   GET  api/env     the process environment, secret values replaced by "[redacted]"
   ANY  echo[/...]  method, raw path, query string, host, headers, body (and its length, sha256)
+  PUT  sink        (or POST) reads the body as a stream without keeping it: {"bytes", "sha256"}
+  GET  source?bytes=N  streams N bytes (SOURCE_BLOCK repeated, cut at N) with Content-Length
   GET  ws          websocket echo of text and binary frames; text "close:<code>" closes with <code>;
                    the first subprotocol the client offers is accepted
 
@@ -44,6 +46,8 @@ from urllib.parse import urlparse
 from aiohttp import WSMsgType, web
 
 GATE_WAIT_SECONDS = 120.0
+# what GET source sends, repeated: 256 KiB, every byte value
+SOURCE_BLOCK = bytes(range(256)) * 1024
 SECRET_NAMES = ("JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 STUBBORN_CHILD = (
     "import signal, time\n"
@@ -117,6 +121,28 @@ def make_app(base: str, secret: str, child_pid: int | None) -> web.Application:
             "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
         })
 
+    async def sink(request: web.Request) -> web.Response:
+        digest, count = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            count += len(chunk)
+        return web.json_response({"bytes": count, "sha256": digest.hexdigest()})
+
+    async def source(request: web.Request) -> web.StreamResponse:
+        try:
+            left = int(request.query.get("bytes", "0"))
+        except ValueError:
+            return web.json_response({"message": "bytes must be an integer", "reason": None}, status=400)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = left
+        await response.prepare(request)
+        while left > 0:
+            piece = SOURCE_BLOCK if left >= len(SOURCE_BLOCK) else SOURCE_BLOCK[:left]
+            await response.write(piece)
+            left -= len(piece)
+        await response.write_eof()
+        return response
+
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         ws = web.WebSocketResponse(protocols=offered[:1])
@@ -144,6 +170,10 @@ def make_app(base: str, secret: str, child_pid: int | None) -> web.Application:
             return await env(request)
         if rest == "ws" and request.method == "GET":
             return await websocket(request)
+        if rest == "sink" and request.method in ("PUT", "POST"):
+            return await sink(request)
+        if rest == "source" and request.method == "GET":
+            return await source(request)
         if rest == "echo" or rest.startswith("echo/"):
             return await echo(request)
         return web.json_response({"message": "Not Found", "reason": None}, status=404)
