@@ -136,17 +136,24 @@ class Authorizer:
         cached = self._tokens.get(key)
         if cached is not None:
             token = cached.identity.token
-            if token is not None and token.expired(now):
-                del self._tokens[key]
+            if token is None or token.expired(now):
+                self._tokens.pop(key, None)
                 return None
-            if cached.revocation_version != self.store.revocation_version:
-                if token is None or await self.store.get_token(token.id) is None:
+            # Snapshot the counters before any await: a change that lands meanwhile is rechecked next time.
+            revocation_version, authz_version = self.store.revocation_version, self.store.authz_version
+            if cached.revocation_version != revocation_version:
+                # Same row, not merely the same id: sqlite reuses the highest deleted id, so a revoked
+                # token's id (and a deleted user's) can belong to a new token (or user) a moment later.
+                if not same_token(token, await self.store.get_token(token.id)):
                     self._tokens.pop(key, None)
                     return None
-                cached.revocation_version = self.store.revocation_version
-            if cached.authz_version != self.store.authz_version:
-                cached.identity = await self._token_identity(cached.identity.token)  # type: ignore[arg-type]
-                cached.authz_version = self.store.authz_version
+                cached.revocation_version = revocation_version
+            if cached.authz_version != authz_version:
+                identity = await self._token_identity(token)
+                if identity is None:
+                    self._tokens.pop(key, None)
+                    return None
+                cached.identity, cached.authz_version = identity, authz_version
             self._note(cached.identity)
             return cached.identity
         revocation_version, authz_version = self.store.revocation_version, self.store.authz_version
@@ -165,7 +172,9 @@ class Authorizer:
     async def _token_identity(self, token: Token) -> Identity | None:
         if token.owner_kind == "user":
             user = await self.store.get_user_by_id(token.owner_id)
-            return await self.identity_for("user", user=user, token=token, session_id=token.session_id) if user else None
+            if user is None or user.name != token.owner_name:  # an id reused by a newer user is not the owner
+                return None
+            return await self.identity_for("user", user=user, token=token, session_id=token.session_id)
         service = await self.store.get_service_by_id(token.owner_id)
         return await self.identity_for("service", service=service, token=token) if service else None
 
@@ -217,6 +226,13 @@ class Authorizer:
         if identity.session_id is None or not presented:
             return False
         return security.constant_time_equals(presented, self.xsrf_token(identity.session_id, path))
+
+
+def same_token(cached: Token, fresh: Token | None) -> bool:
+    """Whether ``fresh`` (looked up by id) is still the row ``cached`` was made from."""
+    return (fresh is not None and fresh.prefix == cached.prefix and fresh.created == cached.created
+            and fresh.owner_kind == cached.owner_kind and fresh.owner_id == cached.owner_id
+            and fresh.owner_name == cached.owner_name)
 
 
 def _users_named_in(raw_scopes: Iterable[str]) -> set[str]:

@@ -105,9 +105,15 @@ def scrub_query(raw_query: str) -> str:
     return "&".join(parts)
 
 
+# deprecated endpoints that carry a credential in the path itself
+_SECRET_PATH = re.compile(r"(/authorizations/(?:token|cookie)/)[^?]*")
+
+
 def loggable_url(raw_path_qs: str) -> str:
     """A raw request target (path and query, still percent-encoded) made safe to log."""
     path, sep, query = raw_path_qs.partition("?")
+    if "/authorizations/" in path:
+        path = _SECRET_PATH.sub(r"\1" + SECRET, path)
     return clip(path + sep + scrub_query(query)) if sep else clip(path)
 
 

@@ -125,3 +125,11 @@ async def test_no_secret_in_log(gateway_process):
     assert "GET /hub/api/user?token=[secret] " in log
     assert "200 GET /hub/api/user (alice@127.0.0.1)" in log
     assert "referer=http://x/hub/?token=[secret]" in log  # DEBUG shows more, still scrubbed
+
+
+def test_credentials_in_paths_are_scrubbed():
+    from gateway.logs import loggable_url
+
+    line = loggable_url("/hub/api/authorizations/token/0123456789abcdef0123?x=1")
+    assert "0123456789abcdef" not in line and line.startswith("/hub/api/authorizations/token/[secret]")
+    assert "c00kie" not in loggable_url("/hub/api/authorizations/cookie/name/c00kie")

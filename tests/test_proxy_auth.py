@@ -244,3 +244,38 @@ async def test_proxy_table_lists_live_routes(phub):
         pytest.skip("the /proxy endpoint is mounted by the REST API module")
     assert "/user/gil/" in r.body and r.body["/user/gil/"]["target"].startswith("http://127.0.0.1:")
     assert "secret" not in str(r.body)
+
+
+async def test_revoked_token_id_reused_by_a_new_token_stays_revoked(phub):
+    """sqlite hands a deleted row's id to the next row: the cache must compare rows, not ids."""
+    admin = await phub.new_token("root", admin=True)
+    carol = await phub.new_token("carol")
+    assert (await phub.api("GET", "/user", token=carol)).body["name"] == "carol"  # cached now
+    stored = await phub.store.find_token(carol)
+    assert (await phub.api("DELETE", f"/users/carol/tokens/{stored.api_id}", token=carol)).status == 204
+    r = await phub.api("POST", "/users/alice/tokens", token=admin, json_body={})
+    if (await phub.store.get_user("alice")) is None:
+        await phub.new_user("alice")
+        r = await phub.api("POST", "/users/alice/tokens", token=admin, json_body={})
+    assert r.status == 201
+    assert (await phub.api("GET", "/user", token=carol)).status == 403
+
+
+async def test_deleted_users_token_never_becomes_a_new_users(phub):
+    admin = await phub.new_token("root", admin=True)
+    assert (await phub.api("POST", "/users/mallory", token=admin)).status == 201
+    mallory = await phub.new_token("mallory")
+    assert (await phub.api("GET", "/user", token=mallory)).body["name"] == "mallory"
+    assert (await phub.api("DELETE", "/users/mallory", token=admin)).status == 204
+    assert (await phub.api("POST", "/users/victim", token=admin)).status == 201
+    await phub.new_token("victim")  # may take mallory's old token id
+    r = await phub.api("GET", "/user", token=mallory)
+    assert r.status == 403, r.body
+    assert (await get(phub, "/user/victim/api/status", mallory))[0] in (403, 404)
+
+
+async def test_slash_redirect_never_carries_the_token(phub):
+    token = await phub.new_token("hal")
+    await start(phub, "hal")
+    status, _, headers = await get(phub, f"/user/hal?token={token}&x=1")
+    assert status == 302 and token not in headers["Location"] and headers["Location"] == "/user/hal/?x=1"

@@ -186,7 +186,7 @@ def not_running(request: web.Request, user_name: str, server_name: str, rest: st
     spawn = f"{settings.hub_prefix}spawn/{quote(user_name, safe='@~')}" + (f"/{server_name}" if server_name else "")
     if api:
         return refuse(424, f"JupyterHub server no longer running at {path}. Restart the server at {spawn}")
-    hub_path = settings.hub_prefix + origin_form(request.raw_path)[len(settings.base_url):]
+    hub_path = settings.hub_prefix + backend_target(request)[len(settings.base_url):]
     return Refusal(redirect(hub_path))
 
 
@@ -205,8 +205,9 @@ async def proxied(request: web.Request) -> web.StreamResponse:
     kind, name, rest = target
     routes: RouteTable = request.app[keys.ROUTES]
     route = routes.lookup(kind, name, rest)
-    if rest == "" and route is not None:  # /user/alice -> /user/alice/ before anything else
-        raise web.HTTPFound(route.prefix + ("?" + request.query_string if request.query_string else ""))
+    if rest == "" and route is not None:  # /user/alice -> /user/alice/ (never carrying ?token= along)
+        query = backend_target(request).partition("?")[2]
+        return redirect(route.prefix + ("?" + query if query else ""))
     try:
         identity = await authorize_proxied(request, kind, name, rest, route)
         assert route is not None
