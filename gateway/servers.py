@@ -24,12 +24,13 @@ import html
 import json
 import logging
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import scopes
+from gateway import procs, scopes
 from gateway.config import Settings
 from gateway.errors import ApiError
 from gateway.models import Server, User
@@ -567,9 +568,7 @@ class ServerManager:
         self._closing = True
         self._poller.cancel()
         pending = [e.task for e in self._entries.values() if e.task is not None and not e.task.done()]
-        for entry in self._entries.values():
-            if entry.pending == "spawn" and entry.task is not None:
-                entry.task.cancel()
+        await self._cancel_starts([e for e in self._entries.values() if e.pending == "spawn" and e.task is not None])
         if self.settings.cleanup_servers:
             log.info("Stopping all servers (cleanup_servers)")
             await self.stop_all_servers()
@@ -577,6 +576,23 @@ class ServerManager:
             if entry.watcher is not None:
                 entry.watcher.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+    async def _cancel_starts(self, entries: list[Entry], bound: float = 5.0) -> None:
+        """Cancel pending starts, within ``bound`` seconds. A cancellation can be lost when it lands just
+        as a timeout fires (asyncio.wait_for on Python 3.11), so cancel again until the task ends; a start
+        that still runs after the bound has its process group killed, so the gateway's stop stays bounded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound
+        tasks = {e.task for e in entries if e.task is not None and not e.task.done()}
+        while tasks and loop.time() < deadline:
+            for task in tasks:
+                task.cancel()
+            _, tasks = await asyncio.wait(tasks, timeout=0.2)
+        for entry in entries:
+            if entry.task in tasks and entry.spawner is not None and entry.spawner.pid:
+                log.warning("Start of %s did not end when cancelled: killing it", describe(*entry.key))
+                procs.signal_group(entry.spawner.pid, signal.SIGKILL)
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
