@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,9 +124,12 @@ class Hub:
         return token
 
 
-async def start_hub_with(settings: Settings) -> Hub:
+async def start_hub_with(settings: Settings, configure: Callable[[web.Application], Any] | None = None) -> Hub:
+    """A started gateway on the settings' port; ``configure(app)`` runs before it starts."""
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    if configure is not None:
+        configure(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)  # as the CLI
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", settings.listen_port)
     await site.start()
@@ -139,8 +142,8 @@ async def start_hub_with(settings: Settings) -> Hub:
 async def start_hub(make_settings) -> AsyncIterator:
     hubs: list[Hub] = []
 
-    async def start(**overrides: Any) -> Hub:
-        hub = await start_hub_with(make_settings(**overrides))
+    async def start(configure: Callable[[web.Application], Any] | None = None, **overrides: Any) -> Hub:
+        hub = await start_hub_with(make_settings(**overrides), configure)
         hubs.append(hub)
         return hub
 

@@ -104,22 +104,10 @@ async def wait_for_status(hub, user_name: str, server_name: str, wanted: str | N
 
 
 async def start_page_hub(settings, configure=None):
-    """A started gateway like conftest's ``hub``; ``configure(app)`` runs before it starts."""
-    from aiohttp import web
+    """conftest's ``start_hub_with``, kept under the name the page tests use."""
+    from tests.conftest import start_hub_with
 
-    from gateway.app import create_app
-    from tests.conftest import Hub
-
-    app = create_app(settings)
-    if configure is not None:
-        configure(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)  # as the CLI
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    return Hub(app, runner, f"http://127.0.0.1:{port}", session)
+    return await start_hub_with(settings, configure)
 
 
 async def add_user(hub, name: str, password: str | None = None, *, admin: bool = False) -> User:
@@ -133,20 +121,14 @@ async def add_user(hub, name: str, password: str | None = None, *, admin: bool =
 
 
 @pytest.fixture
-async def page_hub(make_settings):
+async def page_hub(start_hub):
     """start(configure=None, **settings) -> Hub: a real gateway whose servers are the fake server
     unless ``spawner_cmd`` says otherwise (``spawner_cmd=()``: jupyter-server)."""
-    hubs = []
 
     async def start(configure=None, **overrides):
-        hub = await start_page_hub(make_settings(**fake_server_settings(**overrides)), configure)
-        hubs.append(hub)
-        return hub
+        return await start_hub(configure, **fake_server_settings(**overrides))
 
-    yield start
-    for hub in reversed(hubs):
-        await hub.session.close()
-        await hub.runner.cleanup()
+    return start
 
 
 @pytest.fixture
