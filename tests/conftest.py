@@ -240,6 +240,29 @@ def gateway_process(tmp_path: Path):
     yield make
     for proc in processes:
         proc.stop()
+    # Gateways leave user servers running by design (cleanup_servers is off): end the ones these
+    # tests started, found by the pids the gateway recorded, so test runs leave no processes behind.
+    for db in {p.workdir for p in processes}:
+        stop_recorded_servers(db)
+
+
+def stop_recorded_servers(workdir: Path) -> None:
+    import json
+    import sqlite3
+
+    from gateway import procs
+
+    for path in workdir.glob("*.sqlite"):
+        try:
+            with sqlite3.connect(path) as db:
+                states = [row[0] for row in db.execute("SELECT state FROM servers WHERE url != ''")]
+        except sqlite3.Error:
+            continue
+        for state in states:
+            spawner = json.loads(state or "{}").get("spawner") or {}
+            pid, start_time, boot = spawner.get("pid"), spawner.get("start_time"), spawner.get("boot_id", "")
+            if pid and start_time and procs.same_process(pid, start_time, boot):
+                procs.signal_group(pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- proxy-core fixtures (echo backend, harness)
