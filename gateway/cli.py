@@ -97,6 +97,7 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
     from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.frontdoor import listening_site
 
     lock = acquire_database_lock(settings.db_path)
     try:
@@ -110,7 +111,8 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
             raise
         try:
-            site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+            site = listening_site(runner, settings.listen_host, settings.listen_port, reuse_address=True,
+                                  shutdown_timeout=settings.shutdown_timeout)
             await site.start()
             log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host,
                      settings.listen_port, settings.base_url)

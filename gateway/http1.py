@@ -1,4 +1,6 @@
-"""Parsing a backend's HTTP/1.1 response head: pure functions, no I/O.
+"""Parsing HTTP/1.1 heads: a backend's responses, and the plain requests the front door takes.
+
+Pure functions, no I/O.
 
 Backends are user-controlled code, so parsing is strict: duplicate or
 malformed lengths, length together with chunked, transfer codings other than
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MalformedHead", "ResponseHead", "parse_response_head"]
+__all__ = ["MalformedHead", "ResponseHead", "parse_response_head", "PlainRequest", "parse_plain_request"]
 
 # allowed in a response head: visible ASCII, space, tab, obs-text, CR, LF
 _HEAD_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
@@ -91,3 +93,95 @@ def parse_response_head(raw: bytes) -> ResponseHead:
         chunked = True
     keep_alive = version == "HTTP/1.1" and "close" not in conn_tokens
     return ResponseHead(int(status), reason, headers, length, chunked, keep_alive)
+
+
+# ---------------------------------------------------------------- requests
+
+# methods the front door forwards itself; anything else (CONNECT, TRACE, extension methods) goes
+# to aiohttp, which answers or refuses it
+_PLAIN_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"})
+# headers that make a request other than plain: framing and protocol switches aiohttp handles
+_NOT_PLAIN = frozenset({b"transfer-encoding", b"upgrade", b"expect"})
+MAX_PLAIN_HEADERS = 100
+
+
+@dataclass(slots=True)
+class PlainRequest:
+    """A request head in the plain subset (see :func:`parse_plain_request`).
+
+    ``headers`` keeps each header's name and value bytes as sent (value trimmed of spaces),
+    in order; ``content_length`` is None without the header; ``authorization`` is the value of
+    the one Authorization header, if any; ``size`` the head's length in bytes."""
+
+    method: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+    host: str
+    content_length: int | None
+    keep_alive: bool
+    authorization: str | None
+    size: int
+
+
+def parse_plain_request(raw: bytes) -> PlainRequest | None:
+    """Parse a request line and header block (without the final empty line), or None.
+
+    None means "not plain": anything beyond an HTTP/1.1 request with a common method, an
+    origin-form target, exactly one non-empty Host, at most one decimal Content-Length, no
+    Transfer-Encoding, Upgrade or Expect, and well-formed header lines. Such requests are left
+    to a full parser (aiohttp's), which answers or refuses them; so this one never has to decide
+    an ambiguous case, and what it accepts every parser reads the same way.
+    """
+    if raw.translate(None, _HEAD_CHARS):
+        return None
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+        return None
+    lines = raw.split(b"\r\n")
+    if len(lines) > MAX_PLAIN_HEADERS + 1:
+        return None
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if version != b"HTTP/1.1" or method not in _PLAIN_METHODS or target[:1] != b"/":
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    append = headers.append
+    host: bytes | None = None
+    length: int | None = None
+    keep_alive = True
+    authorization: bytes | None = None
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name.replace(b"-", b"").isalnum():
+            return None  # also obs-fold, "Name :" and rarer token characters: aiohttp decides those
+        value = value.strip(b" \t")
+        append((name, value))
+        lname = name.lower()
+        if lname == b"host":
+            if host is not None or not value:
+                return None
+            host = value
+        elif lname == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > 18:
+                return None
+            length = int(value)
+        elif lname == b"authorization":
+            if authorization is not None:
+                return None
+            authorization = value
+        elif lname == b"connection":
+            tokens = {t.strip() for t in value.lower().split(b",")}
+            if b"upgrade" in tokens:
+                return None
+            if b"close" in tokens:
+                keep_alive = False
+        elif lname in _NOT_PLAIN:
+            return None
+    if host is None:
+        return None
+    return PlainRequest(
+        method.decode("ascii"), target.decode("latin-1"), headers, host.decode("latin-1"), length,
+        keep_alive, authorization.decode("latin-1") if authorization is not None else None, len(raw),
+    )

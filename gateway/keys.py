@@ -25,6 +25,7 @@ COOKIE_SECRET = web.AppKey("cookie_secret", bytes)
 SERVERS = web.AppKey("servers", Any)
 ROUTES = web.AppKey("routes", Any)
 PROXY = web.AppKey("proxy", Any)
+FRONT_LANE = web.AppKey("front_lane", Any)  # gateway.frontdoor.Lane for plain proxied requests
 AUTHENTICATOR = web.AppKey("authenticator", Any)
 SERVICES = web.AppKey("services", Any)
 METRICS = web.AppKey("metrics", Any)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Callable
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -133,16 +134,9 @@ class AccessLogger(AbstractAccessLogger):
             level = self._level(request, status)
             if not self.logger.isEnabledFor(level):
                 return
-            line = "%d %s %s (%s@%s) %.2fms"
-            args: list[object] = [status, clip(request.method, 20), loggable_url(request.raw_path),
-                                  caller_name(request), request.remote or "-", time * 1000]
-            if self.logger.isEnabledFor(logging.DEBUG):
-                line += " ua=%s referer=%s in=%s out=%s"
-                referer = request.headers.get("Referer", "-")
-                args += [clip(request.headers.get("User-Agent", "-")), loggable_url(referer),
-                         request.content_length if request.content_length is not None else "-",
-                         response.body_length]
-            self.logger.log(level, line, *args)
+            write_access_line(self.logger, level, status, request.method, request.raw_path, caller_name(request),
+                              request.remote, time, request.headers.get, request.content_length,
+                              response.body_length)
         except Exception:  # a log line must never break a response
             self.logger.debug("Could not write an access line", exc_info=True)
 
@@ -151,14 +145,30 @@ class AccessLogger(AbstractAccessLogger):
         hub_prefix = _hub_prefix(request)
         if status >= 500:
             return logging.ERROR if request.path.startswith(hub_prefix) else logging.WARNING
-        if status >= 400:
-            return logging.WARNING
-        if not request.path.startswith(hub_prefix):
-            return logging.DEBUG  # a successful proxied request
+        if status >= 400 or not request.path.startswith(hub_prefix):
+            return proxied_level(status)  # a proxied request (or a hub 4xx)
         path = request.path
         if path.startswith(hub_prefix + "static/") or path.endswith(QUIET_SUFFIXES):
             return logging.DEBUG
         return logging.INFO
+
+
+def write_access_line(logger: logging.Logger, level: int, status: int, method: str, raw_path: str, caller: str,
+                      remote: str | None, seconds: float, header: Callable[[str, str], str],
+                      bytes_in: int | None, bytes_out: int) -> None:
+    """The access line (the caller checked ``logger.isEnabledFor(level)``); DEBUG adds details."""
+    line = "%d %s %s (%s@%s) %.2fms"
+    args: list[object] = [status, clip(method, 20), loggable_url(raw_path), caller, remote or "-", seconds * 1000]
+    if logger.isEnabledFor(logging.DEBUG):
+        line += " ua=%s referer=%s in=%s out=%s"
+        args += [clip(header("User-Agent", "-")), loggable_url(header("Referer", "-")),
+                 bytes_in if bytes_in is not None else "-", bytes_out]
+    logger.log(level, line, *args)
+
+
+def proxied_level(status: int) -> int:
+    """A proxied request's access-line level: DEBUG when it went well, WARNING otherwise."""
+    return logging.WARNING if status >= 400 else logging.DEBUG
 
 
 def _hub_prefix(request: web.BaseRequest) -> str:

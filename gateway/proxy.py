@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from http import HTTPStatus
+from typing import Awaitable, Callable, Protocol
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
@@ -70,16 +71,59 @@ log = logging.getLogger("gateway.proxy")
 SMALL_BODY = 64 * 1024
 # client write buffer while streaming a response (per connection, bounded)
 STREAM_WRITE_HIGH = 512 * 1024
+# statuses whose responses carry no body (nor, from us, a Content-Length)
+_NO_BODY_STATUS = frozenset({204, 304})
 # how often a websocket handshake waiting for its backend looks whether the client is still there
 CLIENT_CHECK_SECONDS = 0.5
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class ResponseSink(Protocol):
+    """Where :meth:`ProxyForwarder.relay` writes a response (a front-door connection)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def stream_mode(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class _ClientGone(Exception):
     """The client closed its connection while its request waited for the backend."""
 
 
-async def _head_while_client_waits(request: web.Request, conn: UpstreamConnection) -> ResponseHead:
+# what the gateway answers when the backend fails before the response head
+_FAILURES: dict[type[UpstreamError], tuple[int, str]] = {
+    BackendUnavailable: (503, "Service Unavailable: the server is not responding"),
+    BackendTimeout: (504, "Gateway Timeout: the server did not answer in time"),
+    BadResponse: (502, "Bad Gateway"),
+}
+_HTTP_FAILURES = {503: web.HTTPServiceUnavailable, 504: web.HTTPGatewayTimeout, 502: web.HTTPBadGateway}
+
+
+def failure_answer(exc: UpstreamError) -> tuple[int, str]:
+    """(status, text) for a backend that failed before its response head."""
+    return _FAILURES.get(type(exc), (502, "Bad Gateway"))
+
+
+def plain_text_response(status: int, text: str, *, keep_alive: bool) -> bytes:
+    """A complete text/plain response, as aiohttp writes its own error answers."""
+    body = text.encode()
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, _phrase(status).encode(), len(body), close, body))
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+async def _head_while_client_waits(client_gone: Callable[[], bool], conn: UpstreamConnection) -> ResponseHead:
     """The backend's answer to a websocket handshake, unless the client gives up first.
 
     A backend may hold a handshake for long (jupyter-server holds a kernel's until the kernel
@@ -95,8 +139,7 @@ async def _head_while_client_waits(request: web.Request, conn: UpstreamConnectio
             done, _ = await asyncio.wait((head,), timeout=CLIENT_CHECK_SECONDS)
             if done:
                 return head.result()
-            transport = request.transport
-            if transport is None or transport.is_closing():
+            if client_gone():
                 raise _ClientGone
     finally:
         if not head.done():
@@ -200,29 +243,45 @@ class ProxyForwarder:
                 body = await self._read_small(request, length)
         elif request.body_exists:
             chunked = True
-        peer = request.remote or ""
-        # a service gets the caller's own credentials (it asks the hub who they are); a user
-        # server gets only its secret (its visitors' tokens never reach user code)
-        service = route.kind == "service"
-        head = build_request_head(
-            request.method,
-            target,
-            request.raw_headers,
-            host=request.host,
-            forwarded_for=peer,
-            forwarded_proto=request.scheme,
-            secret=None if service else route.secret,
-            gateway_cookies=self._service_cookies_bytes if service else self._cookies_bytes,
-            content_length=length,
-            chunked=chunked,
-            websocket=websocket,
-        )
+        head = self.request_head(route, request.method, target, request.raw_headers, host=request.host,
+                                 peer=request.remote or "", scheme=request.scheme, content_length=length,
+                                 chunked=chunked, websocket=websocket)
         if body:
             head += body
         streamed = not websocket and body is None and (length or chunked)
-        host, port = self._address(route.target)
         method = request.method
-        no_body = method == "HEAD"
+        try:
+            conn, resp_head = await self._exchange(
+                route, head, method, websocket=websocket,
+                send_body=(lambda conn: self._send_body(request, conn, length)) if streamed else None,
+                client_gone=(lambda: request.transport is None or request.transport.is_closing()) if websocket else None,
+            )
+        except _ClientGone:
+            return web.Response(status=499, reason="Client Closed Request")  # nobody reads it
+        except UpstreamError as exc:
+            status, text = failure_answer(exc)
+            raise _HTTP_FAILURES[status](text=text) from None
+        if resp_head.status == 101:
+            if websocket:
+                return await self._tunnel(request, route, conn, resp_head)
+            conn.abort()
+            raise web.HTTPBadGateway(text="Bad Gateway")
+        return await self._respond(request, route, conn, resp_head, set_cookies)
+
+    async def _exchange(
+        self,
+        route: Route,
+        head: bytes,
+        method: str,
+        *,
+        websocket: bool = False,
+        send_body: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> tuple[UpstreamConnection, ResponseHead]:
+        """Send ``head`` (with a small body, or then ``send_body``) to the route's backend; return
+        the connection and the response head. Raises UpstreamError (after telling
+        ``on_backend_error``) or _ClientGone."""
+        host, port = self._address(route.target)
         # one retry when a reused keep-alive connection turns out dead before
         # any response byte (the backend closed it while idle) and the request
         # can safely be sent twice
@@ -233,41 +292,108 @@ class ProxyForwarder:
                     conn = await self._pool.connect(host, port)
                 else:
                     conn = await self._pool.acquire(host, port)
-                conn.start(head, no_body=no_body)
-                if streamed:
-                    await self._send_body(request, conn, length)
-                resp_head = await (_head_while_client_waits(request, conn) if websocket else conn.read_head())
-                break
-            except _ClientGone:
-                conn.abort()
-                return web.Response(status=499, reason="Client Closed Request")  # nobody reads it
+                conn.start(head, no_body=method == "HEAD")
+                if send_body is not None:
+                    await send_body(conn)
+                if client_gone is not None:
+                    resp_head = await _head_while_client_waits(client_gone, conn)
+                else:
+                    resp_head = await conn.read_head()
+                self._on_activity(route)
+                return conn, resp_head
             except BackendUnavailable:
-                if (
-                    attempt == 0
-                    and _stale_reuse(conn)
-                    and not streamed
-                    and method in _IDEMPOTENT
-                ):
+                if attempt == 0 and _stale_reuse(conn) and send_body is None and method in _IDEMPOTENT:
                     continue
                 self._backend_failed(route, "unavailable")
-                raise web.HTTPServiceUnavailable(text="Service Unavailable: the server is not responding") from None
+                raise
             except BackendTimeout:
                 self._backend_failed(route, "timed out")
-                raise web.HTTPGatewayTimeout(text="Gateway Timeout: the server did not answer in time") from None
+                raise
             except BadResponse as exc:
                 log.warning("bad response from %s: %s", route.prefix, exc)
-                raise web.HTTPBadGateway(text="Bad Gateway") from None
+                raise
             except BaseException:
                 if conn is not None:
                     conn.abort()
                 raise
-        self._on_activity(route)
-        if resp_head.status == 101:
-            if websocket:
-                return await self._tunnel(request, route, conn, resp_head)
+        raise AssertionError("unreachable")
+
+    def request_head(self, route: Route, method: str, target: str, raw_headers, *, host: str, peer: str,
+                     scheme: str, content_length: int | None, chunked: bool = False,
+                     websocket: bool = False) -> bytes:
+        """The head sent to the route's backend (see :func:`build_request_head`): a service gets
+        the caller's own credentials (it asks the hub who they are); a user server gets only its
+        secret (its visitors' tokens never reach user code)."""
+        service = route.kind == "service"
+        return build_request_head(
+            method, target, raw_headers, host=host, forwarded_for=peer, forwarded_proto=scheme,
+            secret=None if service else route.secret,
+            gateway_cookies=self._service_cookies_bytes if service else self._cookies_bytes,
+            content_length=content_length, chunked=chunked, websocket=websocket,
+        )
+
+    async def relay(self, door: "ResponseSink", route: Route, request: bytes, method: str, *,
+                    keep_alive: bool) -> tuple[int, int]:
+        """Send a complete request (head and body) to the route's backend and write the whole
+        response to ``door`` (a front-door connection); returns (status, body bytes written)."""
+        try:
+            conn, head = await self._exchange(route, request, method)
+        except UpstreamError as exc:
+            status, text = failure_answer(exc)
+            door.write(plain_text_response(status, text, keep_alive=keep_alive))
+            return status, 0
+        status = head.status
+        if status == 101:  # a switch nobody asked for
             conn.abort()
-            raise web.HTTPBadGateway(text="Bad Gateway")
-        return await self._respond(request, route, conn, resp_head, set_cookies)
+            door.write(plain_text_response(502, "Bad Gateway", keep_alive=keep_alive))
+            return 502, 0
+        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, (head.reason or _phrase(status)).encode("latin-1")),
+                 header_block(kept)]
+        if not keep_alive:
+            parts.append(b"Connection: close\r\n")
+        no_body = status in _NO_BODY_STATUS
+        if conn.body_complete():
+            body = conn.take_body()
+            conn.release()
+            if method == "HEAD":
+                if head.length is not None and not no_body:
+                    parts.append(b"Content-Length: %d\r\n" % head.length)
+                body = b""
+            elif no_body:
+                body = b""
+            else:
+                parts.append(b"Content-Length: %d\r\n" % len(body))
+            parts.append(b"\r\n")
+            parts.append(body)
+            door.write(b"".join(parts))
+            return status, len(body)
+        chunked = head.length is None
+        parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % head.length)
+        door.stream_mode()
+        door.write(b"".join(parts))
+        sent = 0
+        try:
+            while True:
+                chunk = await conn.read_chunk()
+                if not chunk:
+                    break
+                sent += len(chunk)
+                door.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await door.drain()
+        except UpstreamError as exc:
+            # the client has the head already: cut its connection so that the truncation shows
+            self._backend_failed(route, f"failed mid-response ({exc})")
+            conn.abort()
+            door.abort()
+            return status, sent
+        except BaseException:
+            conn.abort()
+            raise
+        if chunked:
+            door.write(b"0\r\n\r\n")
+        conn.release()
+        return status, sent
 
     async def _read_small(self, request: web.Request, length: int) -> bytes:
         try:

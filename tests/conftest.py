@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.frontdoor import listening_site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,9 +72,11 @@ class ApiResult:
 class Hub:
     """A running gateway and a client session for talking to it."""
 
-    def __init__(self, app: web.Application, runner: web.AppRunner, url: str, session: aiohttp.ClientSession):
+    def __init__(self, app: web.Application, runner: web.AppRunner, url: str, session: aiohttp.ClientSession,
+                 site: Any = None):
         self.app = app
         self.runner = runner
+        self.site = site  # gateway.frontdoor.FrontDoorSite: site.doors counts front-door traffic
         self.url = url  # e.g. http://127.0.0.1:PORT (no base_url)
         self.session = session
 
@@ -124,18 +127,20 @@ class Hub:
         return token
 
 
-async def start_hub_with(settings: Settings, configure: Callable[[web.Application], Any] | None = None) -> Hub:
-    """A started gateway on the settings' port; ``configure(app)`` runs before it starts."""
+async def start_hub_with(settings: Settings, configure: Callable[[web.Application], Any] | None = None, *,
+                         front_door: bool = True) -> Hub:
+    """A started gateway on the settings' port, listening as the CLI does (front doors unless
+    ``front_door=False``: then every request takes aiohttp's path); ``configure(app)`` runs before it starts."""
     app = create_app(settings)
     if configure is not None:
         configure(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)  # as the CLI
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", settings.listen_port)
+    site = listening_site(runner, "127.0.0.1", settings.listen_port, shutdown_timeout=10, front_door=front_door)
     await site.start()
     port = runner.addresses[0][1]
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    return Hub(app, runner, f"http://127.0.0.1:{port}", session)
+    return Hub(app, runner, f"http://127.0.0.1:{port}", session, site)
 
 
 @pytest.fixture

@@ -29,19 +29,22 @@ XSRF token (HubOAuth sets and checks its own); the Origin rules still apply.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import SESSION_COOKIE, XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
+from gateway.auth import AUTH_HEADER, SESSION_COOKIE, XSRF_COOKIE, is_websocket_upgrade, presented_xsrf, resolve_identity
 from gateway.errors import MISSING_CREDENTIALS, api_error_response
-from gateway.httpstrict import check_request, make_expect_handler
-from gateway.logs import loggable_url
+from gateway.http1 import PlainRequest
+from gateway.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
+from gateway.logs import ACCESS_LOGGER, loggable_url, proxied_level, write_access_line
 from gateway.models import Identity
 from gateway.proxy import ProxyForwarder
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
+from gateway.security import constant_time_equals
 from gateway.store import StoreError
 
 log = logging.getLogger("gateway.proxy")
@@ -118,11 +121,17 @@ def xsrf_cookie(request: web.Request, identity: Identity, prefix: str) -> tuple[
 def backend_target(request: web.Request, route: Route | None = None) -> str:
     """The target sent to the backend: the raw one, minus a ``token`` query parameter (our credential)
     on user routes; services get it as sent (they authenticate the caller themselves)."""
-    target = origin_form(request.raw_path)
-    if "token" not in request.query or (route is not None and route.kind == "service"):
-        return target
+    return without_token_param(origin_form(request.raw_path), route)
+
+
+def without_token_param(target: str, route: Route | None) -> str:
     path, _, query = target.partition("?")
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"]
+    if "token" not in query or (route is not None and route.kind == "service"):
+        return target
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k != "token"]
+    if len(kept) == len(pairs):
+        return target
     return path + ("?" + urlencode(kept) if kept else "")
 
 
@@ -151,21 +160,26 @@ async def authorize_proxied(request: web.Request, kind: str, name: str, rest: st
             raise refuse(403, MISSING_CREDENTIALS)
         raise login_redirect(request)
     if kind == "services":
-        decision = identity.scopes.check(["access:services"], service=name)
-        if decision != "ok" or route is None:
+        if route is None or not await may_reach(app, identity, kind, name, ""):
             raise refuse(403 if route is not None else 404, "No access to resources or resources not found")
         return identity
     server_name = route.server_name if route is not None else await stopped_server_name(request, name, rest)
-    groups = await app[keys.AUTHORIZER].groups_of(name)
-    decision = identity.scopes.check(["access:servers"], user=name, server=f"{name}/{server_name}",
-                                     user_groups=groups)
-    if decision != "ok":
+    if not await may_reach(app, identity, kind, name, server_name):
         if route is not None:
             raise refuse(403, "Action is not authorized with current scopes; requires any of [access:servers]")
         raise refuse(404, "No access to resources or resources not found")
     if route is None:
         raise not_running(request, name, server_name, rest, looks_like_api(request, rest))
     return identity
+
+
+async def may_reach(app: web.Application, identity: Identity, kind: str, name: str, server_name: str) -> bool:
+    """``access:services`` for that service, or ``access:servers`` for that user's server."""
+    if kind == "services":
+        return identity.scopes.check(["access:services"], service=name) == "ok"
+    groups = await app[keys.AUTHORIZER].groups_of(name)
+    return identity.scopes.check(["access:servers"], user=name, server=f"{name}/{server_name}",
+                                 user_groups=groups) == "ok"
 
 
 async def stopped_server_name(request: web.Request, user_name: str, rest: str) -> str:
@@ -242,6 +256,82 @@ async def proxied(request: web.Request) -> web.StreamResponse:
         metrics.proxy_request(status, request.content_length or 0, response.body_length if response is not None else 0)
 
 
+class ProxyLane:
+    """The proxy's lane for front doors (:mod:`gateway.frontdoor`).
+
+    It serves a plain request when the request carries a token in its Authorization header and
+    that token may reach a running route (:func:`may_reach`, the policy ``authorize_proxied``
+    applies). Every other case returns False before anything is sent, and aiohttp's path
+    (``proxied``) answers it: login cookies (XSRF, Origin and the ``_xsrf`` cookie), a server's
+    own secret presented back, refusals, redirects, the not-running answers, a database that
+    cannot answer. A token-authenticated request needs none of the browser rules."""
+
+    def __init__(self, app: web.Application) -> None:
+        settings = app[keys.SETTINGS]
+        self.app = app
+        self.base_url = settings.base_url
+        self.prefixes = (settings.base_url + "user/", settings.base_url + "services/")
+        self.max_body = settings.proxy_max_body_size
+        self.authorizer = app[keys.AUTHORIZER]
+        self.routes: RouteTable = app[keys.ROUTES]
+        self.forwarder: ProxyForwarder = app[keys.PROXY]
+        self.access_log = logging.getLogger(ACCESS_LOGGER)
+        self.loop = asyncio.get_running_loop()
+
+    def wants(self, head: PlainRequest) -> bool:
+        return (head.authorization is not None and head.target.startswith(self.prefixes)
+                and (head.content_length or 0) <= self.max_body and len(head.target) <= MAX_URL
+                and head.size <= MAX_HEADER_BLOCK)
+
+    async def serve(self, door, head: PlainRequest, body: bytes) -> bool:
+        started = self.loop.time()
+        match = AUTH_HEADER.match(head.authorization or "")
+        if match is None:
+            return False
+        token = match.group(1)
+        try:
+            target = canonical_target(head.target, self.base_url)
+        except BadPath:
+            return False
+        if target is None or target[2] == "":
+            return False
+        kind, name, rest = target
+        route = self.routes.lookup(kind, name, rest)
+        if route is None or route.kind == "user" and route.secret and constant_time_equals(token, route.secret):
+            return False
+        try:
+            identity = await self.authorizer.identify_token(token)
+            if identity is None or not await may_reach(self.app, identity, kind, name, route.server_name):
+                return False
+        except StoreError:
+            return False
+        forwarder = self.forwarder
+        upstream = forwarder.request_head(
+            route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
+            peer=door.peer, scheme=door.scheme, content_length=head.content_length)
+        status, sent = await forwarder.relay(door, route, upstream + body, head.method,
+                                             keep_alive=head.keep_alive and not door.closing)
+        metrics = self.app.get(keys.METRICS)
+        if metrics is not None:
+            metrics.proxy_request(status, len(body), sent)
+        level = proxied_level(status)
+        if self.access_log.isEnabledFor(level):
+            write_access_line(self.access_log, level, status, head.method, head.target, identity.name, door.peer,
+                              self.loop.time() - started, _header_getter(head), head.content_length, sent)
+        return True
+
+
+def _header_getter(head: PlainRequest):
+    def header(name: str, default: str) -> str:
+        wanted = name.lower().encode()
+        for key, value in head.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+    return header
+
+
 def make_fast_path():
     """The outermost middleware: proxied requests go straight to ``proxied``, past the hub's
     middlewares (timing, error pages, identity, strictness), which would only pass them through at
@@ -291,6 +381,8 @@ async def proxy_context(app: web.Application):
         on_backend_error=on_backend_error,
     )
     app[keys.PROXY] = forwarder
+    if not app.on_response_prepare:  # the lane writes responses itself: no signal would see them
+        app[keys.FRONT_LANE] = ProxyLane(app)
     yield
     await forwarder.close()
 
