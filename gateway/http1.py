@@ -127,7 +127,7 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
     """Parse a request line and header block (without the final empty line), or None.
 
     None means "not plain": anything beyond an HTTP/1.1 request with a common method, an
-    origin-form target, exactly one non-empty Host, at most one decimal Content-Length, no
+    ASCII origin-form target, exactly one non-empty Host, at most one decimal Content-Length, no
     Transfer-Encoding, Upgrade or Expect, and well-formed header lines. Such requests are left
     to a full parser (aiohttp's), which answers or refuses them; so this one never has to decide
     an ambiguous case, and what it accepts every parser reads the same way.
@@ -144,7 +144,8 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
     if len(parts) != 3:
         return None
     method, target, version = parts
-    if version != b"HTTP/1.1" or method not in _PLAIN_METHODS or target[:1] != b"/":
+    # an ASCII target only: a raw UTF-8 byte could be decoded two ways (route choice must not be)
+    if version != b"HTTP/1.1" or method not in _PLAIN_METHODS or target[:1] != b"/" or not target.isascii():
         return None
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append

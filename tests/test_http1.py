@@ -49,3 +49,47 @@ def test_keep_alive_and_chunked():
     assert parse_response_head(b"HTTP/1.1 200 OK\r\nConnection: close").keep_alive is False
     assert parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked").chunked is True
     assert parse_response_head(b"HTTP/1.1 204").reason == ""
+
+
+# ---------------------------------------------------------------- plain requests (front doors)
+
+from gateway.http1 import parse_plain_request  # noqa: E402
+
+NOT_PLAIN = [
+    b"GET /x HTTP/1.0\r\nHost: h",  # HTTP/1.0: aiohttp's
+    b"CONNECT h:443 HTTP/1.1\r\nHost: h",
+    b"BREW /x HTTP/1.1\r\nHost: h",
+    b"GET http://h/x HTTP/1.1\r\nHost: h",  # absolute form
+    b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h",  # raw UTF-8 in the target
+    b"GET /x HTTP/1.1",  # no Host
+    b"GET /x HTTP/1.1\r\nHost: ",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: +1",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1",
+    b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: upgrade",
+    b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX: a\r\n b",  # obs-fold
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX : a",
+    b"GET /x HTTP/1.1\r\nHost: h\nX: a",  # bare LF
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX: a\x00",
+    b"GET  /x HTTP/1.1\r\nHost: h",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nAuthorization: token a\r\nAuthorization: token b",
+    b"GET /x HTTP/1.1\r\nHost: h" + b"\r\nX: y" * 101,
+]
+
+
+@pytest.mark.parametrize("raw", NOT_PLAIN)
+def test_requests_beyond_the_plain_subset_are_left_to_aiohttp(raw):
+    assert parse_plain_request(raw) is None
+
+
+def test_plain_request_fields():
+    head = parse_plain_request(b"POST /user/a/x?y=1 HTTP/1.1\r\nHost: gw:8000\r\nAuthorization: token abc\r\n"
+                               b"Content-Length: 3\r\nConnection: keep-alive, close\r\nX-Odd: \xe9 \t")
+    assert (head.method, head.target, head.host, head.content_length, head.keep_alive, head.authorization) == (
+        "POST", "/user/a/x?y=1", "gw:8000", 3, False, "token abc")
+    assert head.headers[-1] == (b"X-Odd", b"\xe9")
+    assert parse_plain_request(b"GET / HTTP/1.1\r\nHost: h").content_length is None
