@@ -248,9 +248,14 @@ def measure_jupyter(gw: RunningGateway, rounds: int, d: float) -> dict[str, dict
         for name in names[r % 2:] + names[: r % 2]:
             print(f"round {r + 1}/{rounds}: jupyter-server {name}", file=sys.stderr)
             url, token, _ = targets[name]
-            cpu0 = cpu_seconds(gw.pid) + cpu_seconds(backend.pid)
+            gw0, be0 = cpu_seconds(gw.pid), cpu_seconds(backend.pid)
             res = wrk(url, 10, d, token)
-            cpu = cpu_seconds(gw.pid) + cpu_seconds(backend.pid) - cpu0  # the gateway idles when direct
+            gw_cpu, be_cpu = cpu_seconds(gw.pid) - gw0, cpu_seconds(backend.pid) - be0
+            cpu = gw_cpu + be_cpu  # the gateway idles when direct
+            requests = res["rps"] * round(d)
+            # where the CPU goes: the gateway's own share, and jupyter-server's (which grows behind a proxy)
+            results[name].setdefault("gw_us", []).append(gw_cpu / requests * 1e6)
+            results[name].setdefault("be_us", []).append(be_cpu / requests * 1e6)
             results[name].setdefault("rps", []).append(res["rps"])
             results[name].setdefault("p99", []).append(res["p99"])
             # requests per CPU-second of jupyter-server (+ gateway): what one free core would serve
@@ -347,6 +352,8 @@ def main() -> None:
             ["p99 ms", f"{d['p99']:.2f}", f"{g['p99']:.2f}", "", ""],
             ["requests per CPU-second", f"{d['per_cpu_s']:.0f}", f"{g['per_cpu_s']:.0f}",
              f"{g['per_cpu_s'] / d['per_cpu_s']:.2f}", "(load-independent)"],
+            ["gateway CPU µs per request", "-", f"{g['gw_us']:.0f}", "", ""],
+            ["jupyter-server CPU µs per request", f"{d['be_us']:.0f}", f"{g['be_us']:.0f}", "", ""],
         ]))
 
 
