@@ -40,6 +40,8 @@ MAX_HEAD = 16 * 1024  # larger heads are aiohttp's to refuse (431/414)
 MAX_BODY = 64 * 1024  # larger request bodies are streamed by aiohttp's path
 MAX_PENDING = 256 * 1024  # pipelined bytes buffered while a request is served
 WRITE_HIGH = 512 * 1024  # client write buffer while streaming a response
+INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Content-Length: 25\r\nConnection: close\r\n\r\n500 Internal Server Error")
 
 
 class Lane(Protocol):
@@ -121,6 +123,10 @@ class FrontDoor(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._handed_off = False
         self._lost = False
+        self._pending: tuple[PlainRequest, int, int] | None = None  # parsed head, body start, total
+        self._streamed = False
+        self._wrote = False
+        self._keep_alive = True
 
     @property
     def scheme(self) -> str:
@@ -128,8 +134,13 @@ class FrontDoor(asyncio.Protocol):
 
     @property
     def closing(self) -> bool:
-        """The gateway is stopping: answer the request in flight with ``Connection: close``."""
         return self.doors.closing
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the response being written may keep the connection (read when its head is
+        written: a gateway that began stopping meanwhile answers with ``Connection: close``)."""
+        return self._keep_alive and not self.doors.closing
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -179,6 +190,7 @@ class FrontDoor(asyncio.Protocol):
 
     # -- for the lane -----------------------------------------------------
     def write(self, data: bytes) -> None:
+        self._wrote = True
         if self.transport is not None:
             self.transport.write(data)
 
@@ -192,6 +204,7 @@ class FrontDoor(asyncio.Protocol):
 
     def stream_mode(self) -> None:
         """A large response follows: keep more of it queued towards the client."""
+        self._streamed = True
         if self.transport is not None:
             self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_HIGH // 4)
 
@@ -216,34 +229,51 @@ class FrontDoor(asyncio.Protocol):
     def _next(self) -> None:
         """Take the next complete request from the buffer, if there is one."""
         buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD:
+        pending = self._pending
+        if pending is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    self._hand_off()
+                return
+            if end > MAX_HEAD:
                 self._hand_off()
-            return
-        if end > MAX_HEAD:
-            self._hand_off()
-            return
-        head = parse_plain_request(bytes(buf[:end]))
-        if head is None or (head.content_length or 0) > MAX_BODY or not self.doors.lane.wants(head):
-            self._hand_off()
-            return
-        total = end + 4 + (head.content_length or 0)
+                return
+            head = parse_plain_request(bytes(buf[:end]))
+            if head is None or (head.content_length or 0) > MAX_BODY or not self.doors.lane.wants(head):
+                self._hand_off()
+                return
+            # parsed once: a body arriving in many pieces does not parse the head again, and the
+            # idle sweep counts from here (a request under way is not an idle connection)
+            pending = self._pending = (head, end + 4, end + 4 + (head.content_length or 0))
+            self.last_active = asyncio.get_running_loop().time()
+        head, body_start, total = pending
         if len(buf) < total:
             return  # the rest of the body is on its way (bounded by MAX_BODY and the idle sweep)
+        self._pending = None
         raw = bytes(buf[:total])
         del buf[:total]
         self.busy = True
-        self._task = asyncio.get_running_loop().create_task(self._serve(head, raw, end + 4))
+        self._wrote = False
+        self._keep_alive = head.keep_alive
+        self._task = asyncio.get_running_loop().create_task(self._serve(head, raw, body_start))
 
     async def _serve(self, head: PlainRequest, raw: bytes, body_start: int) -> None:
         try:
             served = await self.doors.lane.serve(self, head, raw[body_start:])
+            if served and self._write_paused:
+                # a client that pipelines requests but does not read the answers: take no more
+                # of its requests until it does (its answers would pile up in memory)
+                await self.drain()
         except (asyncio.CancelledError, ConnectionError):
             return  # the client left
         except Exception:
             log.exception("proxied request failed")
-            self.abort()
+            if not self._wrote and not self._lost:
+                self.write(INTERNAL_ERROR)  # as aiohttp answers an unexpected failure
+                self.close()
+            else:
+                self.abort()
             return
         if self._lost:
             return
@@ -258,6 +288,9 @@ class FrontDoor(asyncio.Protocol):
             self.close()
             self.doors.forget(self)
             return
+        if self._streamed:
+            self._streamed = False
+            self.transport.set_write_buffer_limits()  # type: ignore[union-attr]  # asyncio's defaults again
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
@@ -270,6 +303,7 @@ class FrontDoor(asyncio.Protocol):
         if transport is None or self._handed_off:
             return
         self._handed_off = True
+        self._pending = None
         self.busy = False
         self.doors.handed_off += 1
         self.doors.forget(self)
@@ -298,10 +332,16 @@ class FrontDoorSite(web.TCPSite):
         self.doors: Doors | None = None
 
     async def stop(self) -> None:
-        """Stop listening, then let the front doors' requests in flight finish (bounded)."""
+        """Stop listening; the front doors' requests in flight get ``drain_timeout`` to finish,
+        alongside aiohttp's own (the app awaits ``app[keys.FRONT_DRAINS]`` before its proxy closes)."""
         await super().stop()
         if self.doors is not None:
-            await self.doors.shutdown(self._drain_timeout)
+            drain = asyncio.get_running_loop().create_task(self.doors.shutdown(self._drain_timeout))
+            drains = self._runner.app.get(keys.FRONT_DRAINS) if isinstance(self._runner, web.AppRunner) else None
+            if drains is None:
+                await drain
+            else:
+                drains.add(drain)
 
     async def start(self) -> None:
         if self._lane is None:

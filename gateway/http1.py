@@ -18,6 +18,7 @@ __all__ = ["MalformedHead", "ResponseHead", "parse_response_head", "PlainRequest
 
 # allowed in a response head: visible ASCII, space, tab, obs-text, CR, LF
 _HEAD_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
+_VISIBLE_ASCII = bytes(range(0x21, 0x7F))
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -127,7 +128,7 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
     """Parse a request line and header block (without the final empty line), or None.
 
     None means "not plain": anything beyond an HTTP/1.1 request with a common method, an
-    ASCII origin-form target, exactly one non-empty Host, at most one decimal Content-Length, no
+    origin-form target of visible ASCII, exactly one non-empty Host, at most one decimal Content-Length, no
     Transfer-Encoding, Upgrade or Expect, and well-formed header lines. Such requests are left
     to a full parser (aiohttp's), which answers or refuses them; so this one never has to decide
     an ambiguous case, and what it accepts every parser reads the same way.
@@ -144,8 +145,10 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
     if len(parts) != 3:
         return None
     method, target, version = parts
-    # an ASCII target only: a raw UTF-8 byte could be decoded two ways (route choice must not be)
-    if version != b"HTTP/1.1" or method not in _PLAIN_METHODS or target[:1] != b"/" or not target.isascii():
+    # visible ASCII only: a raw UTF-8 byte could be decoded two ways (route choice must not be),
+    # and a TAB is a separator to backends that split the request line on any whitespace
+    if (version != b"HTTP/1.1" or method not in _PLAIN_METHODS or target[:1] != b"/"
+            or target.translate(None, _VISIBLE_ASCII)):
         return None
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append

@@ -26,6 +26,7 @@ SERVERS = web.AppKey("servers", Any)
 ROUTES = web.AppKey("routes", Any)
 PROXY = web.AppKey("proxy", Any)
 FRONT_LANE = web.AppKey("front_lane", Any)  # gateway.frontdoor.Lane for plain proxied requests
+FRONT_DRAINS = web.AppKey("front_drains", set)  # front doors finishing their requests at shutdown
 AUTHENTICATOR = web.AppKey("authenticator", Any)
 SERVICES = web.AppKey("services", Any)
 METRICS = web.AppKey("metrics", Any)

@@ -81,6 +81,8 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 class ResponseSink(Protocol):
     """Where :meth:`ProxyForwarder.relay` writes a response (a front-door connection)."""
 
+    keep_alive: bool
+
     def write(self, data: bytes) -> None: ...
 
     async def drain(self) -> None: ...
@@ -216,7 +218,7 @@ class ProxyForwarder:
             target = target or origin_form(request.raw_path)
         except BadPath:
             raise web.HTTPBadRequest(text="Bad request target") from None
-        redirect = _slash_redirect(target, route.prefix)
+        redirect = slash_redirect(target, route.prefix)
         if redirect is not None:
             raise web.HTTPFound(redirect)
         length = request.content_length
@@ -332,25 +334,24 @@ class ProxyForwarder:
             content_length=content_length, chunked=chunked, websocket=websocket,
         )
 
-    async def relay(self, door: "ResponseSink", route: Route, request: bytes, method: str, *,
-                    keep_alive: bool) -> tuple[int, int]:
+    async def relay(self, door: "ResponseSink", route: Route, request: bytes, method: str) -> tuple[int, int]:
         """Send a complete request (head and body) to the route's backend and write the whole
         response to ``door`` (a front-door connection); returns (status, body bytes written)."""
         try:
             conn, head = await self._exchange(route, request, method)
         except UpstreamError as exc:
             status, text = failure_answer(exc)
-            door.write(plain_text_response(status, text, keep_alive=keep_alive))
+            door.write(plain_text_response(status, text, keep_alive=door.keep_alive))
             return status, 0
         status = head.status
         if status == 101:  # a switch nobody asked for
             conn.abort()
-            door.write(plain_text_response(502, "Bad Gateway", keep_alive=keep_alive))
+            door.write(plain_text_response(502, "Bad Gateway", keep_alive=door.keep_alive))
             return 502, 0
         kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, (head.reason or _phrase(status)).encode("latin-1")),
                  header_block(kept)]
-        if not keep_alive:
+        if not door.keep_alive:
             parts.append(b"Connection: close\r\n")
         no_body = status in _NO_BODY_STATUS
         if conn.body_complete():
@@ -528,7 +529,7 @@ def _stale_reuse(conn: UpstreamConnection | None) -> bool:
     return conn is not None and conn.reused and not conn.got_bytes
 
 
-def _slash_redirect(target: str, prefix: str) -> str | None:
+def slash_redirect(target: str, prefix: str) -> str | None:
     """``/user/alice`` -> ``/user/alice/`` (query kept) when the path is the prefix minus its slash."""
     path, sep, query = target.partition("?")
     if path.endswith("/") or len(path) > 3 * len(prefix):

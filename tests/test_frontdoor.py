@@ -34,6 +34,10 @@ class Backend:
         app.router.add_get("/user/alice/big", self.big)
         app.router.add_get("/user/alice/slow", self.slow)
         app.router.add_get("/user/alice/cookies", self.cookies)
+        app.router.add_get("/user/alice/blob", self.blob)
+        app.router.add_get("/user/alice/late", self.late)
+        app.router.add_get("/user/alice/nb/{tail:.*}", self.echo)
+        self.blobs = 0
         self.runner = web.AppRunner(app)
 
     async def start(self) -> None:
@@ -75,6 +79,15 @@ class Backend:
                 self.slow_gone.set()
                 break
             await asyncio.sleep(0.1)
+        return web.Response(text="late")
+
+    async def blob(self, request: web.Request) -> web.Response:
+        self.blobs += 1
+        return web.Response(body=b"b" * 100_000)
+
+    async def late(self, request: web.Request) -> web.Response:
+        self.slow_started.set()
+        await asyncio.sleep(0.5)
         return web.Response(text="late")
 
     async def cookies(self, request: web.Request) -> web.Response:
@@ -319,3 +332,66 @@ async def test_idle_and_slow_connections_are_closed(hub, backend):
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the gateway
     finally:
         writer.close()
+
+
+async def test_a_client_that_never_reads_cannot_pile_up_answers(hub, backend):
+    """Pipelined requests whose answers are never read: the gateway stops taking requests once
+    the connection's write buffer is full, so its memory stays bounded."""
+    token = await mount(hub, backend)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
+    try:
+        writer.write(get("/user/alice/blob", token) * 300)  # 30 MB of answers if all were served
+        for _ in range(50):  # bounded: until the gateway has stopped taking requests
+            before = backend.blobs
+            await asyncio.sleep(0.1)
+            if backend.blobs == before and before > 0:
+                break
+        buffered = [d.transport.get_write_buffer_size() for d in hub.site.doors.open if d.transport is not None]
+        assert backend.blobs < 100, backend.blobs
+        assert max(buffered) < 2 * 1024 * 1024, buffered
+        # reading the answers lets it go on with the rest
+        got = b""
+        while got.count(b"HTTP/1.1 200 ") < 300:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert chunk
+            got += chunk
+        assert backend.blobs == 300
+    finally:
+        writer.close()
+
+
+async def test_named_server_without_its_slash_is_redirected(hub, backend):
+    token = await mount(hub, backend)
+    hub.app[keys.ROUTES].add(Route(prefix="/user/alice/nb/", target=f"http://127.0.0.1:{backend.port}", kind="user",
+                                   user="alice", server_name="nb", service=None, secret=SECRET))
+    status, headers, _ = split_response(await raw_exchange(port_of(hub), get("/user/alice/nb", token)))
+    assert (status, headers["location"]) == (302, ["/user/alice/nb/"])
+    status, _, body = split_response(await raw_exchange(port_of(hub), get("/user/alice/nb/x", token)))
+    assert status == 200 and json.loads(body)["path"] == "/user/alice/nb/x"
+
+
+async def test_whitespace_in_the_target_is_refused(hub, backend):
+    token = await mount(hub, backend)
+    raw = await raw_exchange(port_of(hub), get("/user/alice/echo?a\tHTTP/1.0\tb", token))
+    assert status_of(raw) == 400
+    assert backend.seen == []
+
+
+async def test_stopping_lets_a_request_in_flight_finish(make_settings, backend):
+    from tests.conftest import start_hub_with
+
+    hub = await start_hub_with(make_settings())
+    try:
+        token = await mount(hub, backend)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
+        writer.write(get("/user/alice/late", token))
+        await asyncio.wait_for(backend.slow_started.wait(), 10)
+        stopping = asyncio.ensure_future(hub.runner.cleanup())
+        raw = await asyncio.wait_for(reader.read(), 20)  # the answer, then the close
+        writer.close()
+        await asyncio.wait_for(stopping, 30)
+    finally:
+        await hub.session.close()
+    status, headers, body = split_response(raw)
+    assert (status, body) == (200, b"late")
+    assert headers["connection"] == ["close"]

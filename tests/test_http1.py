@@ -61,6 +61,7 @@ NOT_PLAIN = [
     b"BREW /x HTTP/1.1\r\nHost: h",
     b"GET http://h/x HTTP/1.1\r\nHost: h",  # absolute form
     b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h",  # raw UTF-8 in the target
+    b"GET /x?a\tHTTP/1.0\tb HTTP/1.1\r\nHost: h",  # TAB: a separator to some backends
     b"GET /x HTTP/1.1",  # no Host
     b"GET /x HTTP/1.1\r\nHost: ",
     b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b",

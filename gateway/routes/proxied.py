@@ -42,7 +42,7 @@ from gateway.http1 import PlainRequest
 from gateway.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
 from gateway.logs import ACCESS_LOGGER, loggable_url, proxied_level, write_access_line
 from gateway.models import Identity
-from gateway.proxy import ProxyForwarder
+from gateway.proxy import ProxyForwarder, slash_redirect
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
 from gateway.security import constant_time_equals
 from gateway.store import StoreError
@@ -305,12 +305,13 @@ class ProxyLane:
                 return False
         except StoreError:
             return False
+        if slash_redirect(head.target, route.prefix) is not None:
+            return False  # /user/alice/nb -> /user/alice/nb/ (the named server's prefix)
         forwarder = self.forwarder
         upstream = forwarder.request_head(
             route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
             peer=door.peer, scheme=door.scheme, content_length=head.content_length)
-        status, sent = await forwarder.relay(door, route, upstream + body, head.method,
-                                             keep_alive=head.keep_alive and not door.closing)
+        status, sent = await forwarder.relay(door, route, upstream + body, head.method)
         metrics = self.app.get(keys.METRICS)
         if metrics is not None:
             metrics.proxy_request(status, len(body), sent)
@@ -384,6 +385,9 @@ async def proxy_context(app: web.Application):
     if not app.on_response_prepare:  # the lane writes responses itself: no signal would see them
         app[keys.FRONT_LANE] = ProxyLane(app)
     yield
+    drains = app[keys.FRONT_DRAINS]
+    if drains:  # front doors finishing requests in flight (bounded by shutdown_timeout) need the pool
+        await asyncio.gather(*drains, return_exceptions=True)
     await forwarder.close()
 
 
@@ -400,6 +404,7 @@ async def close_websockets(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     app[keys.ROUTES] = RouteTable()
+    app[keys.FRONT_DRAINS] = set()
     expect = make_expect_handler(body_limit(settings))
     for kind in ("user", "services"):
         app.router.add_route("*", f"{settings.base_url}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
