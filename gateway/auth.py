@@ -95,19 +95,12 @@ class Authorizer:
         self._owners[(kind, owner_id)] = owner
         return owner
 
-    def cached_groups(self, user_name: str) -> frozenset[str] | None:
-        """``groups_of`` when its cache entry is current, else None (no I/O: the proxy's fast path)."""
-        cached = self._user_groups.get(user_name)
-        if cached and cached[0] == self.store.authz_version:
-            return cached[1]
-        return None
-
     async def groups_of(self, user_name: str) -> frozenset[str]:
         """A user's group names (for !group= filters), cached per authz_version."""
         version = self.store.authz_version
-        cached = self.cached_groups(user_name)
-        if cached is not None:
-            return cached
+        cached = self._user_groups.get(user_name)
+        if cached and cached[0] == version:
+            return cached[1]
         user = await self.store.get_user(user_name)
         groups = frozenset((await self.store.groups_of_users([user.id]))[user.id]) if user else frozenset()
         if len(self._user_groups) > CACHE_LIMIT:
@@ -134,22 +127,6 @@ class Authorizer:
                         via=via, scopes=scopes.Scopes.from_expanded(effective), groups=owner.groups)
 
     # ---------------------------------------------------------- tokens
-
-    def cached_token_identity(self, plaintext: str) -> Identity | None:
-        """The identity of a token whose cache entry is current (unexpired, and no revocation or
-        authorization change since it was cached), else None: then ask ``identify_token``, which
-        checks the store. No I/O: the proxy's fast path."""
-        if not plaintext or len(plaintext) > security.TOKEN_MAX_LENGTH:
-            return None
-        cached = self._tokens.get(security.cache_key(plaintext))
-        if cached is None:
-            return None
-        token = cached.identity.token
-        if (token is None or token.expired(time.time()) or cached.revocation_version != self.store.revocation_version
-                or cached.authz_version != self.store.authz_version):
-            return None
-        self._note(cached.identity)
-        return cached.identity
 
     async def identify_token(self, plaintext: str) -> Identity | None:
         if not plaintext or len(plaintext) > security.TOKEN_MAX_LENGTH:

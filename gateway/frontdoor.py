@@ -50,11 +50,6 @@ class Lane(Protocol):
     def wants(self, head: PlainRequest) -> bool:
         """Cheap first look: could this request be served here at all?"""
 
-    def serve_now(self, door: "FrontDoor", head: PlainRequest, body: bytes) -> bool | None:
-        """Start serving it without a task: True (the lane calls ``door.finished()`` once the
-        whole response is written), False (not the lane's: nothing written, the connection goes to
-        aiohttp with this request) or None (undecided: ``serve`` is awaited instead)."""
-
     async def serve(self, door: "FrontDoor", head: PlainRequest, body: bytes) -> bool:
         """Serve it (write the whole response to ``door``) and return True, or return False
         without writing anything: the connection then goes to aiohttp with this request."""
@@ -72,7 +67,6 @@ class Doors:
         self.open: set[FrontDoor] = set()
         self.handed_off = 0  # connections given to aiohttp (tests and the bench read it)
         self.served = 0  # requests served on the lean path
-        self.served_now = 0  # of which started without a task (Lane.serve_now)
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self._all_done: asyncio.Future[None] | None = None
@@ -123,8 +117,7 @@ class FrontDoor(asyncio.Protocol):
         self.buf = bytearray()
         self.busy = False
         self.last_active = 0.0
-        self.on_lost: Callable[[], None] | None = None  # ends the request in flight if the client leaves
-        self._finish_when_writable = False
+        self._task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -182,9 +175,8 @@ class FrontDoor(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.transport = None
-        on_lost, self.on_lost = self.on_lost, None
-        if on_lost is not None:
-            on_lost()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
         self._wake_drain(ConnectionResetError("client connection lost"))
         self.busy = False
         self.doors.forget(self)
@@ -195,9 +187,6 @@ class FrontDoor(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_drain(None)
-        if self._finish_when_writable:
-            self._finish_when_writable = False
-            self._after_response()
 
     # -- for the lane -----------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -267,25 +256,15 @@ class FrontDoor(asyncio.Protocol):
         self.busy = True
         self._wrote = False
         self._keep_alive = head.keep_alive
-        try:
-            taken = self.doors.lane.serve_now(self, head, raw[body_start:])
-        except Exception:
-            log.exception("proxied request failed")
-            self.write(INTERNAL_ERROR)  # as aiohttp answers an unexpected failure
-            self.close()
-            return
-        if taken:
-            self.doors.served_now += 1
-        elif taken is None:
-            task = asyncio.get_running_loop().create_task(self._serve(head, raw, body_start))
-            self.on_lost = task.cancel
-        else:
-            self.buf[:0] = raw
-            self._hand_off()
+        self._task = asyncio.get_running_loop().create_task(self._serve(head, raw, body_start))
 
     async def _serve(self, head: PlainRequest, raw: bytes, body_start: int) -> None:
         try:
             served = await self.doors.lane.serve(self, head, raw[body_start:])
+            if served and self._write_paused:
+                # a client that pipelines requests but does not read the answers: take no more
+                # of its requests until it does (its answers would pile up in memory)
+                await self.drain()
         except (asyncio.CancelledError, ConnectionError):
             return  # the client left
         except Exception:
@@ -298,30 +277,14 @@ class FrontDoor(asyncio.Protocol):
             return
         if self._lost:
             return
-        self.on_lost = None
         if not served:
             self.buf[:0] = raw
             self._hand_off()
             return
-        self.finished()
-
-    def finished(self) -> None:
-        """The lane has written a whole response: on to the next request (once the client reads)."""
-        if self._lost:
-            return
-        self.on_lost = None
-        if self._write_paused:
-            # a client that pipelines requests but does not read the answers: take no more
-            # of its requests until it does (its answers would pile up in memory)
-            self._finish_when_writable = True
-            return
-        self._after_response()
-
-    def _after_response(self) -> None:
         self.doors.served += 1
         self.busy = False
         self.last_active = asyncio.get_running_loop().time()
-        if not self._keep_alive or self.doors.closing:
+        if not head.keep_alive or self.doors.closing:
             self.close()
             self.doors.forget(self)
             return

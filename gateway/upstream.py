@@ -108,9 +108,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.on_tunnel_lost: Callable[[], None] | None = None
         self.on_tunnel_writable: Callable[[bool], None] | None = None
         self.tail = b""
-        # callback mode (the front doors' fast path): called after each batch of response bytes,
-        # and once on failure, instead of waking a task; the caller clears it before releasing
-        self.listener: Callable[[], None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,8 +128,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(BackendUnavailable("backend closed the connection mid-response"))
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(BackendUnavailable("backend closed the connection"))
-        if self.listener is not None:
-            self.listener()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -166,9 +161,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
         elif state == _DONE and data:
             self.keep_alive = False
-        # last: the listener may release this connection and start the next request on it
-        if self.listener is not None:
-            self.listener()
 
     # -- request side -----------------------------------------------------
     def start(self, head: bytes, *, no_body: bool) -> None:
@@ -299,18 +291,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _CLOSED
         if self.transport is not None:
             self.transport.abort()
-        if self.listener is not None:
-            self.listener()
-
-    @property
-    def head(self) -> ResponseHead | None:
-        """The response head, once it has arrived."""
-        return self._head
-
-    @property
-    def error(self) -> BaseException | None:
-        """Why the current exchange failed, if it did."""
-        return self._error
 
     def _parse_heads(self) -> None:
         while True:

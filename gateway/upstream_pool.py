@@ -43,17 +43,13 @@ class UpstreamPool:
 
     async def acquire(self, host: str, port: int) -> UpstreamConnection:
         """An idle pooled connection to ``host:port`` or a new one."""
-        return self.take_idle(host, port) or await self.connect(host, port)
-
-    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
-        """An idle pooled connection to ``host:port``, if there is one."""
         idle = self._idle.get((host, port))
         while idle:
             conn = idle.pop()
             if conn.state == _DONE and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
-        return None
+        return await self.connect(host, port)
 
     async def connect(self, host: str, port: int) -> UpstreamConnection:
         """A new connection (never taken from the pool)."""

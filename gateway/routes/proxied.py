@@ -42,7 +42,6 @@ from gateway.http1 import PlainRequest
 from gateway.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
 from gateway.logs import ACCESS_LOGGER, loggable_url, proxied_level, write_access_line
 from gateway.models import Identity
-from gateway.door_relay import relay, relay_now
 from gateway.proxy import ProxyForwarder, slash_redirect
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
 from gateway.security import constant_time_equals
@@ -176,13 +175,9 @@ async def authorize_proxied(request: web.Request, kind: str, name: str, rest: st
 
 async def may_reach(app: web.Application, identity: Identity, kind: str, name: str, server_name: str) -> bool:
     """``access:services`` for that service, or ``access:servers`` for that user's server."""
-    groups = frozenset() if kind == "services" else await app[keys.AUTHORIZER].groups_of(name)
-    return reach_decision(identity, kind, name, server_name, groups)
-
-
-def reach_decision(identity: Identity, kind: str, name: str, server_name: str, groups: frozenset[str]) -> bool:
     if kind == "services":
         return identity.scopes.check(["access:services"], service=name) == "ok"
+    groups = await app[keys.AUTHORIZER].groups_of(name)
     return identity.scopes.check(["access:servers"], user=name, server=f"{name}/{server_name}",
                                  user_groups=groups) == "ok"
 
@@ -288,81 +283,43 @@ class ProxyLane:
                 and (head.content_length or 0) <= self.max_body and len(head.target) <= MAX_URL
                 and head.size <= MAX_HEADER_BLOCK)
 
-    def serve_now(self, door, head: PlainRequest, body: bytes) -> bool | None:
-        """Serve without a task when all it takes is in memory (cached token and groups, an idle
-        backend connection): True (``door.finished()`` follows), False (not ours), None (ask
-        :meth:`serve`)."""
-        started = self.loop.time()
-        found = self._route_for(head)
-        if found is None:
-            return False
-        token, kind, name, route = found
-        identity = self.authorizer.cached_token_identity(token)
-        if identity is None:
-            return None
-        groups = frozenset() if kind == "services" else self.authorizer.cached_groups(name)
-        if groups is None:
-            return None
-        if not reach_decision(identity, kind, name, route.server_name, groups):
-            return False
-
-        def done(status: int, sent: int) -> None:
-            self._record(door, head, identity, started, status, sent)
-            door.finished()
-
-        return relay_now(self.forwarder, door, route, self._upstream_request(door, head, route, body), head.method,
-                         done) or None
-
     async def serve(self, door, head: PlainRequest, body: bytes) -> bool:
         started = self.loop.time()
-        found = self._route_for(head)
-        if found is None:
+        match = AUTH_HEADER.match(head.authorization or "")
+        if match is None:
             return False
-        token, kind, name, route = found
+        token = match.group(1)
+        try:
+            target = canonical_target(head.target, self.base_url)
+        except BadPath:
+            return False
+        if target is None or target[2] == "":
+            return False
+        kind, name, rest = target
+        route = self.routes.lookup(kind, name, rest)
+        if route is None or route.kind == "user" and route.secret and constant_time_equals(token, route.secret):
+            return False
         try:
             identity = await self.authorizer.identify_token(token)
             if identity is None or not await may_reach(self.app, identity, kind, name, route.server_name):
                 return False
         except StoreError:
             return False
-        status, sent = await relay(self.forwarder, door, route, self._upstream_request(door, head, route, body),
-                                   head.method)
-        self._record(door, head, identity, started, status, sent)
-        return True
-
-    def _route_for(self, head: PlainRequest) -> tuple[str, str, str, Route] | None:
-        """(token, kind, name, route) when the request may be the lane's, else None."""
-        match = AUTH_HEADER.match(head.authorization or "")
-        if match is None:
-            return None
-        token = match.group(1)
-        try:
-            target = canonical_target(head.target, self.base_url)
-        except BadPath:
-            return None
-        if target is None or target[2] == "":
-            return None
-        kind, name, rest = target
-        route = self.routes.lookup(kind, name, rest)
-        if route is None or route.kind == "user" and route.secret and constant_time_equals(token, route.secret):
-            return None
         if slash_redirect(head.target, route.prefix) is not None:
-            return None  # /user/alice/nb -> /user/alice/nb/ (the named server's prefix)
-        return token, kind, name, route
-
-    def _upstream_request(self, door, head: PlainRequest, route: Route, body: bytes) -> bytes:
-        return self.forwarder.request_head(
+            return False  # /user/alice/nb -> /user/alice/nb/ (the named server's prefix)
+        forwarder = self.forwarder
+        upstream = forwarder.request_head(
             route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
-            peer=door.peer, scheme=door.scheme, content_length=head.content_length) + body
-
-    def _record(self, door, head: PlainRequest, identity: Identity, started: float, status: int, sent: int) -> None:
+            peer=door.peer, scheme=door.scheme, content_length=head.content_length)
+        status, sent = await forwarder.relay(door, route, upstream + body, head.method)
         metrics = self.app.get(keys.METRICS)
         if metrics is not None:
-            metrics.proxy_request(status, head.content_length or 0, sent)
+            metrics.proxy_request(status, len(body), sent)
         level = proxied_level(status)
         if self.access_log.isEnabledFor(level):
             write_access_line(self.access_log, level, status, head.method, head.target, identity.name, door.peer,
                               self.loop.time() - started, _header_getter(head), head.content_length, sent)
+        return True
 
 
 def _header_getter(head: PlainRequest):
