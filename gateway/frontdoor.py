@@ -92,6 +92,7 @@ class Doors:
     async def shutdown(self, timeout: float) -> None:
         """Close idle connections now; let requests in flight finish for up to ``timeout`` seconds."""
         self.closing = True
+        log.info("Front doors: %d requests served, %d connections handed to aiohttp", self.served, self.handed_off)
         if self._sweeper is not None:
             self._sweeper.cancel()
         for door in list(self.open):
