@@ -42,8 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from http import HTTPStatus
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
@@ -71,25 +70,9 @@ log = logging.getLogger("gateway.proxy")
 SMALL_BODY = 64 * 1024
 # client write buffer while streaming a response (per connection, bounded)
 STREAM_WRITE_HIGH = 512 * 1024
-# statuses whose responses carry no body (nor, from us, a Content-Length)
-_NO_BODY_STATUS = frozenset({204, 304})
 # how often a websocket handshake waiting for its backend looks whether the client is still there
 CLIENT_CHECK_SECONDS = 0.5
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-
-
-class ResponseSink(Protocol):
-    """Where :meth:`ProxyForwarder.relay` writes a response (a front-door connection)."""
-
-    keep_alive: bool
-
-    def write(self, data: bytes) -> None: ...
-
-    async def drain(self) -> None: ...
-
-    def stream_mode(self) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 class _ClientGone(Exception):
@@ -108,21 +91,6 @@ _HTTP_FAILURES = {503: web.HTTPServiceUnavailable, 504: web.HTTPGatewayTimeout, 
 def failure_answer(exc: UpstreamError) -> tuple[int, str]:
     """(status, text) for a backend that failed before its response head."""
     return _FAILURES.get(type(exc), (502, "Bad Gateway"))
-
-
-def plain_text_response(status: int, text: str, *, keep_alive: bool) -> bytes:
-    """A complete text/plain response, as aiohttp writes its own error answers."""
-    body = text.encode()
-    close = b"" if keep_alive else b"Connection: close\r\n"
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, _phrase(status).encode(), len(body), close, body))
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 async def _head_while_client_waits(client_gone: Callable[[], bool], conn: UpstreamConnection) -> ResponseHead:
@@ -334,67 +302,16 @@ class ProxyForwarder:
             content_length=content_length, chunked=chunked, websocket=websocket,
         )
 
-    async def relay(self, door: "ResponseSink", route: Route, request: bytes, method: str) -> tuple[int, int]:
-        """Send a complete request (head and body) to the route's backend and write the whole
-        response to ``door`` (a front-door connection); returns (status, body bytes written)."""
-        try:
-            conn, head = await self._exchange(route, request, method)
-        except UpstreamError as exc:
-            status, text = failure_answer(exc)
-            door.write(plain_text_response(status, text, keep_alive=door.keep_alive))
-            return status, 0
-        status = head.status
-        if status == 101:  # a switch nobody asked for
-            conn.abort()
-            door.write(plain_text_response(502, "Bad Gateway", keep_alive=door.keep_alive))
-            return 502, 0
-        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, (head.reason or _phrase(status)).encode("latin-1")),
-                 header_block(kept)]
-        if not door.keep_alive:
-            parts.append(b"Connection: close\r\n")
-        no_body = status in _NO_BODY_STATUS
-        if conn.body_complete():
-            body = conn.take_body()
-            conn.release()
-            if method == "HEAD":
-                if head.length is not None and not no_body:
-                    parts.append(b"Content-Length: %d\r\n" % head.length)
-                body = b""
-            elif no_body:
-                body = b""
-            else:
-                parts.append(b"Content-Length: %d\r\n" % len(body))
-            parts.append(b"\r\n")
-            parts.append(body)
-            door.write(b"".join(parts))
-            return status, len(body)
-        chunked = head.length is None
-        parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % head.length)
-        door.stream_mode()
-        door.write(b"".join(parts))
-        sent = 0
-        try:
-            while True:
-                chunk = await conn.read_chunk()
-                if not chunk:
-                    break
-                sent += len(chunk)
-                door.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await door.drain()
-        except UpstreamError as exc:
-            # the client has the head already: cut its connection so that the truncation shows
-            self._backend_failed(route, f"failed mid-response ({exc})")
-            conn.abort()
-            door.abort()
-            return status, sent
-        except BaseException:
-            conn.abort()
-            raise
-        if chunked:
-            door.write(b"0\r\n\r\n")
-        conn.release()
-        return status, sent
+    # -- for front doors (gateway.door_relay) ----------------------------------
+    async def exchange(self, route: Route, request: bytes, method: str) -> tuple[UpstreamConnection, ResponseHead]:
+        """Send a complete request (head and small body); the connection and the response head."""
+        return await self._exchange(route, request, method)
+
+    def cookie_names(self, route: Route) -> frozenset[str]:
+        return self._cookie_names(route)
+
+    def backend_failed(self, route: Route, what: str) -> None:
+        self._backend_failed(route, what)
 
     async def _read_small(self, request: web.Request, length: int) -> bytes:
         try:

@@ -42,6 +42,7 @@ from gateway.http1 import PlainRequest
 from gateway.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
 from gateway.logs import ACCESS_LOGGER, loggable_url, proxied_level, write_access_line
 from gateway.models import Identity
+from gateway.door_relay import relay
 from gateway.proxy import ProxyForwarder, slash_redirect
 from gateway.routing import BadPath, Route, RouteTable, canonical_target, origin_form
 from gateway.security import constant_time_equals
@@ -311,7 +312,7 @@ class ProxyLane:
         upstream = forwarder.request_head(
             route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
             peer=door.peer, scheme=door.scheme, content_length=head.content_length)
-        status, sent = await forwarder.relay(door, route, upstream + body, head.method)
+        status, sent = await relay(forwarder, door, route, upstream + body, head.method)
         metrics = self.app.get(keys.METRICS)
         if metrics is not None:
             metrics.proxy_request(status, len(body), sent)
