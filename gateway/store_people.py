@@ -10,10 +10,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from gateway.models import Group, Role, User
-from gateway.store_rows import Conflict, UserListing, _group, _json, _names, _role, _user, _user_query
+from gateway.store_rows import (Conflict, UserFilters, UserListing, _group, _json, _limit_offset, _names, _role,
+                                _user, _user_query)
 
 
 class PeopleStore:
@@ -109,24 +110,19 @@ class PeopleStore:
         row = await self._one("SELECT COUNT(*) AS n FROM users WHERE last_activity >= ?", (since,))
         return row["n"] if row else 0
 
-    async def list_users(
-        self,
-        *,
-        offset: int = 0,
-        limit: int | None = None,
-        name_filter: str = "",
-        sort: str = "id",
-        state: str = "",
-        names: Iterable[str] | None = None,
-        group_ids: Iterable[int] | None = None,
-    ) -> tuple[list[User], int]:
-        """A page of users and the total matching. ``state``: '' | 'active' | 'ready' | 'inactive' (by server records);
-        ``names``/``group_ids`` restrict to listed users or members (for post-filtered scopes)."""
-        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
-        total_row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
-        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else (f" LIMIT -1 OFFSET {int(offset)}" if offset else "")
+    async def list_users(self, *, offset: int = 0, limit: int | None = None,
+                         **filters: Unpack[UserFilters]) -> tuple[list[User], int]:
+        """A page of users and the total matching (filters: see ``_user_query``)."""
+        clause, params, order = _user_query(**filters)
+        total = await self._count_users(clause, params)
+        page = _limit_offset(offset, limit)
         rows = await self._all(f"SELECT * FROM users {clause} ORDER BY {order}, users.id{page}", params)
-        return [_user(r) for r in rows], total_row["n"] if total_row else 0
+        return [_user(r) for r in rows], total
+
+    async def _count_users(self, clause: str, params: list[Any]) -> int:
+        """How many users a listing's WHERE ``clause`` matches."""
+        row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
+        return row["n"] if row else 0
 
     async def set_password_hash(self, user_id: int, password_hash: str | None) -> None:
         await self._write("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
@@ -316,21 +312,12 @@ class PeopleStore:
             "WHERE service_id = ? ORDER BY roles.id", (service_id,))
         return [_role(r) for r in rows]
 
-    async def list_users_detailed(
-        self,
-        *,
-        offset: int = 0,
-        limit: int | None = None,
-        name_filter: str = "",
-        sort: str = "id",
-        state: str = "",
-        names: Iterable[str] | None = None,
-        group_ids: Iterable[int] | None = None,
-    ) -> tuple[list[UserListing], int]:
+    async def list_users_detailed(self, *, offset: int = 0, limit: int | None = None,
+                                  **filters: Unpack[UserFilters]) -> tuple[list[UserListing], int]:
         """``list_users`` with each user's group and role names and whether it has server records, and the
         total, in one statement: a page of the REST user list costs one database round trip."""
-        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
-        page = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
+        clause, params, order = _user_query(**filters)
+        page = _limit_offset(offset, limit)
         # The page is cut first (inner query), so the per-user subqueries run for its rows only.
         rows = await self._all(
             f"""SELECT users.id, users.name, users.admin, users.created, users.last_activity, users.user_info,
@@ -346,8 +333,7 @@ class PeopleStore:
             ORDER BY {order}, users.id""",
             [*params, *params])
         if not rows:
-            total = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
-            return [], total["n"] if total else 0
+            return [], await self._count_users(clause, params)
         # Positional reads of the columns listed above: this loop runs for every row of every page.
         listing = [UserListing(User(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None),
                                _names(r[7]), _names(r[8]), bool(r[9])) for r in rows]
