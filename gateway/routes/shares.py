@@ -230,37 +230,45 @@ async def shared_with_user(request: web.Request) -> web.Response:
     return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
 
 
-async def user_share_or_404(request: web.Request) -> Share:
-    name, owner, server_name = (request.match_info[k] for k in ("user_name", "owner", "shared_server"))
-    missing = ApiError(404, f"No such share for user {shown(name)} on {shown(owner)}/{shown(server_name)}")
-    store = request.app[keys.STORE]
-    user, owner_user = await store.get_user(name), await store.get_user(owner)
-    server = await store.get_server(owner_user.id, server_name) if owner_user else None
-    share = await shares_of(request).find(server.id, user_id=user.id) if user and server else None
-    if share is None:
-        raise missing
-    return share
-
-
-@routes.get(f"/users/{{user_name}}/shared/{SHARED}")
-@requires_scope("read:users:shares")
-async def get_user_share(request: web.Request) -> web.Response:
-    return json_response(share_model(request, await user_share_or_404(request)))
-
-
-@routes.delete(f"/users/{{user_name}}/shared/{SHARED}")
-@requires_scope("users:shares")
-async def delete_user_share(request: web.Request) -> web.Response:
-    await shares_of(request).revoke(await user_share_or_404(request), None)
-    return web.Response(status=204)
-
-
 async def group_or_404(request: web.Request):
     name = request.match_info["group_name"]
     group = await request.app[keys.STORE].get_group(name)
     if group is None:
         raise ApiError(404, f"No such group: {shown(name)}")
     return group
+
+
+async def recipient_share_or_404(request: web.Request, kind: str) -> Share:
+    """The share the URL names: to the ``kind`` ('user' or 'group') ``{kind}_name``, on ``owner``/``shared_server``.
+    An unknown group is its own 404; an unknown user, owner or server is 'no such share'."""
+    name, owner, server_name = (request.match_info[k] for k in (f"{kind}_name", "owner", "shared_server"))
+    store = request.app[keys.STORE]
+    recipient = await group_or_404(request) if kind == "group" else await store.get_user(name)
+    owner_user = await store.get_user(owner)
+    server = await store.get_server(owner_user.id, server_name) if owner_user else None
+    share = await shares_of(request).find(server.id, **{f"{kind}_id": recipient.id}) if recipient and server else None
+    if share is None:
+        raise ApiError(404, f"No such share for {kind} {shown(name)} on {shown(owner)}/{shown(server_name)}")
+    return share
+
+
+def add_recipient_share_routes(kind: str) -> None:
+    """GET and DELETE ``/{kind}s/{name}/shared/{owner}/{server}``, ``kind`` 'user' or 'group'."""
+    path = f"/{kind}s/{{{kind}_name}}/shared/{SHARED}"
+
+    @routes.get(path)
+    @requires_scope(f"read:{kind}s:shares")
+    async def get_share(request: web.Request) -> web.Response:
+        return json_response(share_model(request, await recipient_share_or_404(request, kind)))
+
+    @routes.delete(path)
+    @requires_scope(f"{kind}s:shares")
+    async def delete_share(request: web.Request) -> web.Response:
+        await shares_of(request).revoke(await recipient_share_or_404(request, kind), None)
+        return web.Response(status=204)
+
+
+add_recipient_share_routes("user")
 
 
 @routes.get("/groups/{group_name}/shared")
@@ -272,29 +280,7 @@ async def shared_with_group(request: web.Request) -> web.Response:
     return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
 
 
-async def group_share_or_404(request: web.Request) -> Share:
-    name, owner, server_name = (request.match_info[k] for k in ("group_name", "owner", "shared_server"))
-    group = await group_or_404(request)
-    store = request.app[keys.STORE]
-    owner_user = await store.get_user(owner)
-    server = await store.get_server(owner_user.id, server_name) if owner_user else None
-    share = await shares_of(request).find(server.id, group_id=group.id) if server else None
-    if share is None:
-        raise ApiError(404, f"No such share for group {shown(name)} on {shown(owner)}/{shown(server_name)}")
-    return share
-
-
-@routes.get(f"/groups/{{group_name}}/shared/{SHARED}")
-@requires_scope("read:groups:shares")
-async def get_group_share(request: web.Request) -> web.Response:
-    return json_response(share_model(request, await group_share_or_404(request)))
-
-
-@routes.delete(f"/groups/{{group_name}}/shared/{SHARED}")
-@requires_scope("groups:shares")
-async def delete_group_share(request: web.Request) -> web.Response:
-    await shares_of(request).revoke(await group_share_or_404(request), None)
-    return web.Response(status=204)
+add_recipient_share_routes("group")
 
 
 # ---------------------------------------------------------------- share codes
