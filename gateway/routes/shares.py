@@ -13,6 +13,8 @@ pagination Accept header, as JupyterHub does. Who may share: whoever holds ``sha
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +72,13 @@ def code_model(request: web.Request, code: ShareCode, plaintext: str | None = No
     return model
 
 
-def page_of(request: web.Request, items: list[dict], offset: int, limit: int, total: int) -> web.Response:
+async def page_of(request: web.Request, fetch: Callable[..., Awaitable[tuple[list, int]]],
+                  model: Callable[[web.Request, Any], dict[str, Any]]) -> web.Response:
+    """The requested page of a listing, always in the paginated shape: ``fetch(offset=, limit=)`` gives the
+    items found and the total, ``model(request, item)`` serialises each."""
+    offset, limit, _ = pagination(request)
+    found, total = await fetch(offset=offset, limit=limit)
+    items = [model(request, item) for item in found]
     return paginated_response(request, items, offset=offset, limit=limit, total=total, paginated=True)
 
 
@@ -143,18 +151,14 @@ def requested_bases(body: dict[str, Any], owner: str, server_name: str) -> tuple
 @requires_scope("read:shares")
 async def list_owner_shares(request: web.Request) -> web.Response:
     owner = await owner_or_404(request, request.match_info["user_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).of_owner(owner.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).of_owner, owner.id), share_model)
 
 
 @routes.get(f"/shares/{{user_name}}/{SERVER}")
 @requires_scope("read:shares")
 async def list_server_shares(request: web.Request) -> web.Response:
     server = await server_or_404(request, request.match_info["user_name"], request.match_info["server_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).of_server(server.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).of_server, server.id), share_model)
 
 
 @routes.post(f"/shares/{{user_name}}/{SERVER}")
@@ -225,9 +229,7 @@ async def delete_server_shares(request: web.Request) -> web.Response:
 async def shared_with_user(request: web.Request) -> web.Response:
     name = request.match_info["user_name"]
     user = await owner_or_404(request, name, f"No such user: {shown(name)}")
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).shared_with_user(user.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).shared_with_user, user.id), share_model)
 
 
 async def group_or_404(request: web.Request):
@@ -275,9 +277,7 @@ add_recipient_share_routes("user")
 @requires_scope("read:groups:shares")
 async def shared_with_group(request: web.Request) -> web.Response:
     group = await group_or_404(request)
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).shared_with_group(group.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).shared_with_group, group.id), share_model)
 
 
 add_recipient_share_routes("group")
@@ -290,18 +290,14 @@ add_recipient_share_routes("group")
 @requires_scope("read:shares")
 async def list_owner_codes(request: web.Request) -> web.Response:
     owner = await owner_or_404(request, request.match_info["user_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).codes(owner_id=owner.id, offset=offset, limit=limit)
-    return page_of(request, [code_model(request, c) for c in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).codes, owner_id=owner.id), code_model)
 
 
 @routes.get(f"/share-codes/{{user_name}}/{SERVER}")
 @requires_scope("read:shares")
 async def list_server_codes(request: web.Request) -> web.Response:
     server = await server_or_404(request, request.match_info["user_name"], request.match_info["server_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).codes(server_id=server.id, offset=offset, limit=limit)
-    return page_of(request, [code_model(request, c) for c in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).codes, server_id=server.id), code_model)
 
 
 @routes.post(f"/share-codes/{{user_name}}/{SERVER}")
