@@ -102,13 +102,11 @@ class PeopleStore:
             )
 
     async def count_users(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM users")
-        return row["n"] if row else 0
+        return await self._count_users("", [])
 
     async def count_active_users(self, since: float) -> int:
         """Users whose last_activity is at or after ``since`` (for the active-users metric)."""
-        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE last_activity >= ?", (since,))
-        return row["n"] if row else 0
+        return await self._count_users("WHERE last_activity >= ?", [since])
 
     async def list_users(self, *, offset: int = 0, limit: int | None = None,
                          **filters: Unpack[UserFilters]) -> tuple[list[User], int]:
@@ -120,7 +118,7 @@ class PeopleStore:
         return [_user(r) for r in rows], total
 
     async def _count_users(self, clause: str, params: list[Any]) -> int:
-        """How many users a listing's WHERE ``clause`` matches."""
+        """How many users the WHERE ``clause`` ('' for all) matches."""
         row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
         return row["n"] if row else 0
 
@@ -132,8 +130,7 @@ class PeopleStore:
         return row["password_hash"] if row else None
 
     async def count_users_with_password(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE password_hash IS NOT NULL")
-        return row["n"] if row else 0
+        return await self._count_users("WHERE password_hash IS NOT NULL", [])
 
     # ------------------------------------------------------------ groups
 
@@ -184,29 +181,26 @@ class PeopleStore:
                                  [(group_id, u) for u in remove])
         self._authz_changed()
 
+    async def _names_by_id(self, query: str, ids: Iterable[int]) -> dict[int, list[str]]:
+        """The names ``query`` finds for each of ``ids``, in its order. ``query`` selects (id, name) rows;
+        ``{marks}`` in it stands for the ids' placeholders (filled 500 at a time)."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[int, list[str]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in await self._all(query.format(marks=",".join("?" * len(chunk))), chunk):
+                found[row[0]].append(row[1])
+        return found
+
     async def group_member_names(self, group_ids: Iterable[int]) -> dict[int, list[str]]:
-        group_ids = list(group_ids)
-        members: dict[int, list[str]] = {g: [] for g in group_ids}
-        if not group_ids:
-            return members
-        rows = await self._all(
-            f"SELECT group_members.group_id, users.name FROM group_members JOIN users ON users.id = group_members.user_id "
-            f"WHERE group_id IN ({','.join('?' * len(group_ids))}) ORDER BY users.id", group_ids)
-        for row in rows:
-            members[row["group_id"]].append(row["name"])
-        return members
+        return await self._names_by_id(
+            "SELECT group_members.group_id, users.name FROM group_members JOIN users ON users.id = group_members.user_id "
+            "WHERE group_id IN ({marks}) ORDER BY users.id", group_ids)
 
     async def groups_of_users(self, user_ids: Iterable[int]) -> dict[int, list[str]]:
-        user_ids = list(user_ids)
-        result: dict[int, list[str]] = {u: [] for u in user_ids}
-        for i in range(0, len(user_ids), 500):
-            chunk = user_ids[i : i + 500]
-            rows = await self._all(
-                f"SELECT group_members.user_id, groups.name FROM group_members JOIN groups ON groups.id = group_members.group_id "
-                f"WHERE user_id IN ({','.join('?' * len(chunk))}) ORDER BY groups.id", chunk)
-            for row in rows:
-                result[row["user_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT group_members.user_id, groups.name FROM group_members JOIN groups ON groups.id = group_members.group_id "
+            "WHERE user_id IN ({marks}) ORDER BY groups.id", user_ids)
 
     async def group_ids(self, names: Iterable[str]) -> dict[str, int]:
         names = list(names)
@@ -269,27 +263,14 @@ class PeopleStore:
         self._authz_changed()
 
     async def role_names_of_users(self, user_ids: Iterable[int]) -> dict[int, list[str]]:
-        user_ids = list(user_ids)
-        result: dict[int, list[str]] = {u: [] for u in user_ids}
-        for i in range(0, len(user_ids), 500):
-            chunk = user_ids[i : i + 500]
-            rows = await self._all(
-                f"SELECT user_roles.user_id, roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id "
-                f"WHERE user_id IN ({','.join('?' * len(chunk))}) ORDER BY roles.id", chunk)
-            for row in rows:
-                result[row["user_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT user_roles.user_id, roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id "
+            "WHERE user_id IN ({marks}) ORDER BY roles.id", user_ids)
 
     async def role_names_of_groups(self, group_ids: Iterable[int]) -> dict[int, list[str]]:
-        group_ids = list(group_ids)
-        result: dict[int, list[str]] = {g: [] for g in group_ids}
-        if group_ids:
-            rows = await self._all(
-                f"SELECT group_roles.group_id, roles.name FROM group_roles JOIN roles ON roles.id = group_roles.role_id "
-                f"WHERE group_id IN ({','.join('?' * len(group_ids))}) ORDER BY roles.id", group_ids)
-            for row in rows:
-                result[row["group_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT group_roles.group_id, roles.name FROM group_roles JOIN roles ON roles.id = group_roles.role_id "
+            "WHERE group_id IN ({marks}) ORDER BY roles.id", group_ids)
 
     async def role_names_of_service(self, service_id: int) -> list[str]:
         rows = await self._all(
