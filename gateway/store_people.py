@@ -10,10 +10,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from gateway.models import Group, Role, User
-from gateway.store_rows import Conflict, UserListing, _group, _json, _names, _role, _user, _user_query
+from gateway.store_rows import (Conflict, UserFilters, UserListing, _group, _json, _limit_offset, _names, _role,
+                                _user, _user_query)
 
 
 class PeopleStore:
@@ -101,32 +102,25 @@ class PeopleStore:
             )
 
     async def count_users(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM users")
-        return row["n"] if row else 0
+        return await self._count_users("", [])
 
     async def count_active_users(self, since: float) -> int:
         """Users whose last_activity is at or after ``since`` (for the active-users metric)."""
-        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE last_activity >= ?", (since,))
-        return row["n"] if row else 0
+        return await self._count_users("WHERE last_activity >= ?", [since])
 
-    async def list_users(
-        self,
-        *,
-        offset: int = 0,
-        limit: int | None = None,
-        name_filter: str = "",
-        sort: str = "id",
-        state: str = "",
-        names: Iterable[str] | None = None,
-        group_ids: Iterable[int] | None = None,
-    ) -> tuple[list[User], int]:
-        """A page of users and the total matching. ``state``: '' | 'active' | 'ready' | 'inactive' (by server records);
-        ``names``/``group_ids`` restrict to listed users or members (for post-filtered scopes)."""
-        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
-        total_row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
-        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else (f" LIMIT -1 OFFSET {int(offset)}" if offset else "")
+    async def list_users(self, *, offset: int = 0, limit: int | None = None,
+                         **filters: Unpack[UserFilters]) -> tuple[list[User], int]:
+        """A page of users and the total matching (filters: see ``_user_query``)."""
+        clause, params, order = _user_query(**filters)
+        total = await self._count_users(clause, params)
+        page = _limit_offset(offset, limit)
         rows = await self._all(f"SELECT * FROM users {clause} ORDER BY {order}, users.id{page}", params)
-        return [_user(r) for r in rows], total_row["n"] if total_row else 0
+        return [_user(r) for r in rows], total
+
+    async def _count_users(self, clause: str, params: list[Any]) -> int:
+        """How many users the WHERE ``clause`` ('' for all) matches."""
+        row = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
+        return row["n"] if row else 0
 
     async def set_password_hash(self, user_id: int, password_hash: str | None) -> None:
         await self._write("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
@@ -136,8 +130,7 @@ class PeopleStore:
         return row["password_hash"] if row else None
 
     async def count_users_with_password(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM users WHERE password_hash IS NOT NULL")
-        return row["n"] if row else 0
+        return await self._count_users("WHERE password_hash IS NOT NULL", [])
 
     # ------------------------------------------------------------ groups
 
@@ -188,29 +181,26 @@ class PeopleStore:
                                  [(group_id, u) for u in remove])
         self._authz_changed()
 
+    async def _names_by_id(self, query: str, ids: Iterable[int]) -> dict[int, list[str]]:
+        """The names ``query`` finds for each of ``ids``, in its order. ``query`` selects (id, name) rows;
+        ``{marks}`` in it stands for the ids' placeholders (filled 500 at a time)."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[int, list[str]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in await self._all(query.format(marks=",".join("?" * len(chunk))), chunk):
+                found[row[0]].append(row[1])
+        return found
+
     async def group_member_names(self, group_ids: Iterable[int]) -> dict[int, list[str]]:
-        group_ids = list(group_ids)
-        members: dict[int, list[str]] = {g: [] for g in group_ids}
-        if not group_ids:
-            return members
-        rows = await self._all(
-            f"SELECT group_members.group_id, users.name FROM group_members JOIN users ON users.id = group_members.user_id "
-            f"WHERE group_id IN ({','.join('?' * len(group_ids))}) ORDER BY users.id", group_ids)
-        for row in rows:
-            members[row["group_id"]].append(row["name"])
-        return members
+        return await self._names_by_id(
+            "SELECT group_members.group_id, users.name FROM group_members JOIN users ON users.id = group_members.user_id "
+            "WHERE group_id IN ({marks}) ORDER BY users.id", group_ids)
 
     async def groups_of_users(self, user_ids: Iterable[int]) -> dict[int, list[str]]:
-        user_ids = list(user_ids)
-        result: dict[int, list[str]] = {u: [] for u in user_ids}
-        for i in range(0, len(user_ids), 500):
-            chunk = user_ids[i : i + 500]
-            rows = await self._all(
-                f"SELECT group_members.user_id, groups.name FROM group_members JOIN groups ON groups.id = group_members.group_id "
-                f"WHERE user_id IN ({','.join('?' * len(chunk))}) ORDER BY groups.id", chunk)
-            for row in rows:
-                result[row["user_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT group_members.user_id, groups.name FROM group_members JOIN groups ON groups.id = group_members.group_id "
+            "WHERE user_id IN ({marks}) ORDER BY groups.id", user_ids)
 
     async def group_ids(self, names: Iterable[str]) -> dict[str, int]:
         names = list(names)
@@ -273,27 +263,14 @@ class PeopleStore:
         self._authz_changed()
 
     async def role_names_of_users(self, user_ids: Iterable[int]) -> dict[int, list[str]]:
-        user_ids = list(user_ids)
-        result: dict[int, list[str]] = {u: [] for u in user_ids}
-        for i in range(0, len(user_ids), 500):
-            chunk = user_ids[i : i + 500]
-            rows = await self._all(
-                f"SELECT user_roles.user_id, roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id "
-                f"WHERE user_id IN ({','.join('?' * len(chunk))}) ORDER BY roles.id", chunk)
-            for row in rows:
-                result[row["user_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT user_roles.user_id, roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id "
+            "WHERE user_id IN ({marks}) ORDER BY roles.id", user_ids)
 
     async def role_names_of_groups(self, group_ids: Iterable[int]) -> dict[int, list[str]]:
-        group_ids = list(group_ids)
-        result: dict[int, list[str]] = {g: [] for g in group_ids}
-        if group_ids:
-            rows = await self._all(
-                f"SELECT group_roles.group_id, roles.name FROM group_roles JOIN roles ON roles.id = group_roles.role_id "
-                f"WHERE group_id IN ({','.join('?' * len(group_ids))}) ORDER BY roles.id", group_ids)
-            for row in rows:
-                result[row["group_id"]].append(row["name"])
-        return result
+        return await self._names_by_id(
+            "SELECT group_roles.group_id, roles.name FROM group_roles JOIN roles ON roles.id = group_roles.role_id "
+            "WHERE group_id IN ({marks}) ORDER BY roles.id", group_ids)
 
     async def role_names_of_service(self, service_id: int) -> list[str]:
         rows = await self._all(
@@ -316,21 +293,12 @@ class PeopleStore:
             "WHERE service_id = ? ORDER BY roles.id", (service_id,))
         return [_role(r) for r in rows]
 
-    async def list_users_detailed(
-        self,
-        *,
-        offset: int = 0,
-        limit: int | None = None,
-        name_filter: str = "",
-        sort: str = "id",
-        state: str = "",
-        names: Iterable[str] | None = None,
-        group_ids: Iterable[int] | None = None,
-    ) -> tuple[list[UserListing], int]:
+    async def list_users_detailed(self, *, offset: int = 0, limit: int | None = None,
+                                  **filters: Unpack[UserFilters]) -> tuple[list[UserListing], int]:
         """``list_users`` with each user's group and role names and whether it has server records, and the
         total, in one statement: a page of the REST user list costs one database round trip."""
-        clause, params, order = _user_query(name_filter, state, names, group_ids, sort)
-        page = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
+        clause, params, order = _user_query(**filters)
+        page = _limit_offset(offset, limit)
         # The page is cut first (inner query), so the per-user subqueries run for its rows only.
         rows = await self._all(
             f"""SELECT users.id, users.name, users.admin, users.created, users.last_activity, users.user_info,
@@ -346,8 +314,7 @@ class PeopleStore:
             ORDER BY {order}, users.id""",
             [*params, *params])
         if not rows:
-            total = await self._one(f"SELECT COUNT(*) AS n FROM users {clause}", params)
-            return [], total["n"] if total else 0
+            return [], await self._count_users(clause, params)
         # Positional reads of the columns listed above: this loop runs for every row of every page.
         listing = [UserListing(User(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None),
                                _names(r[7]), _names(r[8]), bool(r[9])) for r in rows]

@@ -6,7 +6,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 
 from gateway.models import Group, Role, Server, Service, Token, User
@@ -123,9 +123,21 @@ def _names(json_array: str) -> tuple[str, ...]:
     return tuple(json.loads(json_array))
 
 
-def _user_query(name_filter: str, state: str, names: Iterable[str] | None, group_ids: Iterable[int] | None,
-                sort: str) -> tuple[str, list[Any], str]:
-    """WHERE clause, its parameters and ORDER BY terms of a user listing (see ``Store.list_users``)."""
+class UserFilters(TypedDict, total=False):
+    """The filters of a user listing (``Store.list_users``, ``Store.list_users_detailed``); see ``_user_query``."""
+
+    name_filter: str
+    sort: str
+    state: str
+    names: Iterable[str] | None
+    group_ids: Iterable[int] | None
+
+
+def _user_query(name_filter: str = "", state: str = "", names: Iterable[str] | None = None,
+                group_ids: Iterable[int] | None = None, sort: str = "id") -> tuple[str, list[Any], str]:
+    """WHERE clause, its parameters and ORDER BY terms of a user listing. ``name_filter``: part of the name;
+    ``state``: '' | 'active' | 'ready' | 'inactive' (by server records); ``names``/``group_ids`` restrict to
+    listed users or members (for post-filtered scopes); ``sort``: a ``USER_SORTS`` key, '-' first for descending."""
     where: list[str] = []
     params: list[Any] = []
     if name_filter:
@@ -155,3 +167,8 @@ def _user_query(name_filter: str, state: str, names: Iterable[str] | None, group
     # JupyterHub: ascending puts NULLs first, descending puts them last.
     order = f"{column} DESC NULLS LAST" if descending else f"{column} ASC NULLS FIRST"
     return clause, params, order
+
+
+def _limit_offset(offset: int, limit: int | None) -> str:
+    """The LIMIT/OFFSET part of a listing (no limit: -1)."""
+    return f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway import keys
 from gateway.apiutil import json_body, mount_api
-from gateway.auth import requires_scope
+from gateway.auth import Handler, requires_scope
 from gateway.errors import ApiError, json_response
 from gateway.models import User
 from gateway.names import valid_display_name, valid_server_name
@@ -27,6 +27,17 @@ KEEPALIVE_SECONDS = 8.0
 DEFAULT = "/users/{user_name}/server"
 NAMED = "/users/{user_name}/servers/{server_name}"
 DEFAULT_SLASH = "/users/{user_name}/servers/"
+
+
+def route_all(method: str, *paths: str) -> Callable[[Handler], Handler]:
+    """Register the decorated handler for ``method`` on each of ``paths`` (default and named server URLs)."""
+
+    def register(handler: Handler) -> Handler:
+        for path in paths:
+            routes.route(method, path)(handler)
+        return handler
+
+    return register
 
 
 def manager(request: web.Request) -> ServerManager:
@@ -65,9 +76,7 @@ def empty(status: int) -> web.Response:
     return web.Response(status=status, content_type="text/plain")
 
 
-@routes.post(DEFAULT)
-@routes.post(DEFAULT_SLASH)
-@routes.post(NAMED)
+@route_all("POST", DEFAULT, DEFAULT_SLASH, NAMED)
 @requires_scope("start:servers")
 async def start_server(request: web.Request) -> web.Response:
     user = await target_user(request)
@@ -84,8 +93,7 @@ async def start_server(request: web.Request) -> web.Response:
     return empty(202)
 
 
-@routes.put(NAMED)
-@routes.put(DEFAULT)
+@route_all("PUT", NAMED, DEFAULT)
 @requires_scope("start:servers")
 async def create_server(request: web.Request) -> web.Response:
     user = await target_user(request)
@@ -95,8 +103,7 @@ async def create_server(request: web.Request) -> web.Response:
     return json_response(manager(request).model(server), 201)
 
 
-@routes.patch(NAMED)
-@routes.patch(DEFAULT)
+@route_all("PATCH", NAMED, DEFAULT)
 @requires_scope("start:servers")
 async def edit_server(request: web.Request) -> web.Response:
     user = await target_user(request)
@@ -145,9 +152,7 @@ async def edit_server(request: web.Request) -> web.Response:
     return json_response(mgr.model(updated))
 
 
-@routes.delete(DEFAULT)
-@routes.delete(DEFAULT_SLASH)
-@routes.delete(NAMED)
+@route_all("DELETE", DEFAULT, DEFAULT_SLASH, NAMED)
 @requires_scope("delete:servers")
 async def stop_server(request: web.Request) -> web.Response:
     user = await target_user(request)
@@ -168,8 +173,7 @@ async def stop_server(request: web.Request) -> web.Response:
     return empty(202 if entry.pending == "stop" else 204)
 
 
-@routes.get(DEFAULT)
-@routes.get(NAMED)
+@route_all("GET", DEFAULT, NAMED)
 @requires_scope("read:servers")
 async def get_server(request: web.Request) -> web.Response:
     user = await target_user(request)
@@ -181,8 +185,7 @@ async def get_server(request: web.Request) -> web.Response:
     return json_response(manager(request).model(server, include_state=state))
 
 
-@routes.get(DEFAULT + "/progress")
-@routes.get(NAMED + "/progress")
+@route_all("GET", DEFAULT + "/progress", NAMED + "/progress")
 @requires_scope("read:servers")
 async def progress(request: web.Request) -> web.StreamResponse:
     user = await target_user(request)

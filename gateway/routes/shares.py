@@ -13,6 +13,8 @@ pagination Accept header, as JupyterHub does. Who may share: whoever holds ``sha
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +72,13 @@ def code_model(request: web.Request, code: ShareCode, plaintext: str | None = No
     return model
 
 
-def page_of(request: web.Request, items: list[dict], offset: int, limit: int, total: int) -> web.Response:
+async def page_of(request: web.Request, fetch: Callable[..., Awaitable[tuple[list, int]]],
+                  model: Callable[[web.Request, Any], dict[str, Any]]) -> web.Response:
+    """The requested page of a listing, always in the paginated shape: ``fetch(offset=, limit=)`` gives the
+    items found and the total, ``model(request, item)`` serialises each."""
+    offset, limit, _ = pagination(request)
+    found, total = await fetch(offset=offset, limit=limit)
+    items = [model(request, item) for item in found]
     return paginated_response(request, items, offset=offset, limit=limit, total=total, paginated=True)
 
 
@@ -143,18 +151,14 @@ def requested_bases(body: dict[str, Any], owner: str, server_name: str) -> tuple
 @requires_scope("read:shares")
 async def list_owner_shares(request: web.Request) -> web.Response:
     owner = await owner_or_404(request, request.match_info["user_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).of_owner(owner.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).of_owner, owner.id), share_model)
 
 
 @routes.get(f"/shares/{{user_name}}/{SERVER}")
 @requires_scope("read:shares")
 async def list_server_shares(request: web.Request) -> web.Response:
     server = await server_or_404(request, request.match_info["user_name"], request.match_info["server_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).of_server(server.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).of_server, server.id), share_model)
 
 
 @routes.post(f"/shares/{{user_name}}/{SERVER}")
@@ -225,34 +229,7 @@ async def delete_server_shares(request: web.Request) -> web.Response:
 async def shared_with_user(request: web.Request) -> web.Response:
     name = request.match_info["user_name"]
     user = await owner_or_404(request, name, f"No such user: {shown(name)}")
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).shared_with_user(user.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
-
-
-async def user_share_or_404(request: web.Request) -> Share:
-    name, owner, server_name = (request.match_info[k] for k in ("user_name", "owner", "shared_server"))
-    missing = ApiError(404, f"No such share for user {shown(name)} on {shown(owner)}/{shown(server_name)}")
-    store = request.app[keys.STORE]
-    user, owner_user = await store.get_user(name), await store.get_user(owner)
-    server = await store.get_server(owner_user.id, server_name) if owner_user else None
-    share = await shares_of(request).find(server.id, user_id=user.id) if user and server else None
-    if share is None:
-        raise missing
-    return share
-
-
-@routes.get(f"/users/{{user_name}}/shared/{SHARED}")
-@requires_scope("read:users:shares")
-async def get_user_share(request: web.Request) -> web.Response:
-    return json_response(share_model(request, await user_share_or_404(request)))
-
-
-@routes.delete(f"/users/{{user_name}}/shared/{SHARED}")
-@requires_scope("users:shares")
-async def delete_user_share(request: web.Request) -> web.Response:
-    await shares_of(request).revoke(await user_share_or_404(request), None)
-    return web.Response(status=204)
+    return await page_of(request, partial(shares_of(request).shared_with_user, user.id), share_model)
 
 
 async def group_or_404(request: web.Request):
@@ -263,38 +240,47 @@ async def group_or_404(request: web.Request):
     return group
 
 
+async def recipient_share_or_404(request: web.Request, kind: str) -> Share:
+    """The share the URL names: to the ``kind`` ('user' or 'group') ``{kind}_name``, on ``owner``/``shared_server``.
+    An unknown group is its own 404; an unknown user, owner or server is 'no such share'."""
+    name, owner, server_name = (request.match_info[k] for k in (f"{kind}_name", "owner", "shared_server"))
+    store = request.app[keys.STORE]
+    recipient = await group_or_404(request) if kind == "group" else await store.get_user(name)
+    owner_user = await store.get_user(owner)
+    server = await store.get_server(owner_user.id, server_name) if owner_user else None
+    share = await shares_of(request).find(server.id, **{f"{kind}_id": recipient.id}) if recipient and server else None
+    if share is None:
+        raise ApiError(404, f"No such share for {kind} {shown(name)} on {shown(owner)}/{shown(server_name)}")
+    return share
+
+
+def add_recipient_share_routes(kind: str) -> None:
+    """GET and DELETE ``/{kind}s/{name}/shared/{owner}/{server}``, ``kind`` 'user' or 'group'."""
+    path = f"/{kind}s/{{{kind}_name}}/shared/{SHARED}"
+
+    @routes.get(path)
+    @requires_scope(f"read:{kind}s:shares")
+    async def get_share(request: web.Request) -> web.Response:
+        return json_response(share_model(request, await recipient_share_or_404(request, kind)))
+
+    @routes.delete(path)
+    @requires_scope(f"{kind}s:shares")
+    async def delete_share(request: web.Request) -> web.Response:
+        await shares_of(request).revoke(await recipient_share_or_404(request, kind), None)
+        return web.Response(status=204)
+
+
+add_recipient_share_routes("user")
+
+
 @routes.get("/groups/{group_name}/shared")
 @requires_scope("read:groups:shares")
 async def shared_with_group(request: web.Request) -> web.Response:
     group = await group_or_404(request)
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).shared_with_group(group.id, offset, limit)
-    return page_of(request, [share_model(request, s) for s in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).shared_with_group, group.id), share_model)
 
 
-async def group_share_or_404(request: web.Request) -> Share:
-    name, owner, server_name = (request.match_info[k] for k in ("group_name", "owner", "shared_server"))
-    group = await group_or_404(request)
-    store = request.app[keys.STORE]
-    owner_user = await store.get_user(owner)
-    server = await store.get_server(owner_user.id, server_name) if owner_user else None
-    share = await shares_of(request).find(server.id, group_id=group.id) if server else None
-    if share is None:
-        raise ApiError(404, f"No such share for group {shown(name)} on {shown(owner)}/{shown(server_name)}")
-    return share
-
-
-@routes.get(f"/groups/{{group_name}}/shared/{SHARED}")
-@requires_scope("read:groups:shares")
-async def get_group_share(request: web.Request) -> web.Response:
-    return json_response(share_model(request, await group_share_or_404(request)))
-
-
-@routes.delete(f"/groups/{{group_name}}/shared/{SHARED}")
-@requires_scope("groups:shares")
-async def delete_group_share(request: web.Request) -> web.Response:
-    await shares_of(request).revoke(await group_share_or_404(request), None)
-    return web.Response(status=204)
+add_recipient_share_routes("group")
 
 
 # ---------------------------------------------------------------- share codes
@@ -304,18 +290,14 @@ async def delete_group_share(request: web.Request) -> web.Response:
 @requires_scope("read:shares")
 async def list_owner_codes(request: web.Request) -> web.Response:
     owner = await owner_or_404(request, request.match_info["user_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).codes(owner_id=owner.id, offset=offset, limit=limit)
-    return page_of(request, [code_model(request, c) for c in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).codes, owner_id=owner.id), code_model)
 
 
 @routes.get(f"/share-codes/{{user_name}}/{SERVER}")
 @requires_scope("read:shares")
 async def list_server_codes(request: web.Request) -> web.Response:
     server = await server_or_404(request, request.match_info["user_name"], request.match_info["server_name"])
-    offset, limit, _ = pagination(request)
-    found, total = await shares_of(request).codes(server_id=server.id, offset=offset, limit=limit)
-    return page_of(request, [code_model(request, c) for c in found], offset, limit, total)
+    return await page_of(request, partial(shares_of(request).codes, server_id=server.id), code_model)
 
 
 @routes.post(f"/share-codes/{{user_name}}/{SERVER}")
