@@ -155,7 +155,7 @@ preflight.__required_scopes__ = ()  # type: ignore[attr-defined]  # public, like
 def mount_api(app: web.Application, routes: web.RouteTableDef) -> None:
     """Register a resource module's routes (paths relative to /hub/api) under the app's API prefix,
     each path also answering OPTIONS."""
-    prefix = app[keys.SETTINGS].api_prefix.rstrip("/")
+    prefix = app[keys.SETTINGS].api_route.rstrip("/")  # route form: aiohttp matches the decoded path
     paths: dict[str, None] = {}
     for route in routes:
         assert isinstance(route, web.RouteDef)

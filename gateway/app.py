@@ -99,10 +99,11 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
-            make_error_middleware(settings.api_prefix, settings.hub_prefix),
+            # route forms: the middlewares compare them with request.path, which aiohttp decodes
+            make_error_middleware(settings.api_route, settings.hub_route),
             # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
             make_strict_middleware(body_limit(settings)),
-            make_identity_middleware(settings.hub_prefix),
+            make_identity_middleware(settings.hub_route),
         ],
         client_max_size=settings.max_body_size,
         # Parser limits (above the 414/431 thresholds httpstrict answers) and the access logger ride in

@@ -5,6 +5,10 @@ Vocabulary:
 - *section*: the part before the dot. Subclass sections (``LocalProcessSpawner``,
   ``DummyAuthenticator`` ...) are read after their base section, so they override it,
   as traitlets does for JupyterHub.
+- *URL form* / *route form* of ``base_url``: the URL form is the prefix as configured (and as
+  every link, redirect and cookie path carries it), e.g. ``/a%40b/``; the route form is its
+  percent-decoded twin, ``/a@b/``, which is what aiohttp matches routes and ``request.path``
+  against. They differ only when base_url holds percent-escapes (JupyterHub keeps base_url verbatim).
 - *problem*: a wrong type or value. Every problem is collected and reported before
   anything binds; the CLI exits with status 2.
 
@@ -22,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("gateway.config")
 
@@ -219,13 +223,41 @@ def as_alias(aliases: Mapping[str, str], what: str) -> Callable[[Any], str]:
     return coerce
 
 
+# What a base_url may hold once percent-decoded: the ASCII characters a URL path carries unquoted
+# (RFC 3986 pchar). aiohttp matches routes against the decoded path but re-quotes anything else
+# (space, non-ASCII, '%', quotes ...) in a route pattern, so such a prefix could never match.
+_ROUTABLE_BASE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def as_base_url(value: Any) -> str:
+    """JupyterHub's URLPrefix (leading and trailing '/', otherwise verbatim), refusing what cannot be routed.
+
+    Percent-escapes are kept as written (the URL form); the route form (:func:`route_form`) must be
+    made of path characters only, with no empty, '.' or '..' segment.
+    """
     value = as_str(value)
     if not value.startswith("/"):
         value = "/" + value
     if not value.endswith("/"):
         value += "/"
+    if _BAD_ESCAPE.search(value):
+        raise ValueError(f"{value!r}: '%' must start a percent-escape such as %40")
+    if "%2f" in value.lower():
+        raise ValueError(f"{value!r}: an encoded '/' (%2F) is not allowed")
+    decoded = unquote(value, errors="replace")  # a byte that is not UTF-8 becomes U+FFFD, refused below
+    bad = "".join(sorted({ch for ch in decoded if not _ROUTABLE_BASE.fullmatch(ch)}))
+    if bad:
+        raise ValueError(f"{value!r} decodes to {decoded!r}, whose character(s) {bad!r} gateway cannot route; "
+                         "use letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ (raw or percent-encoded)")
+    if decoded != "/" and any(seg in ("", ".", "..") for seg in decoded[1:-1].split("/")):
+        raise ValueError(f"{value!r} decodes to {decoded!r}: empty, '.' and '..' segments are not allowed")
     return value
+
+
+def route_form(prefix: str) -> str:
+    """The route form of a URL-form prefix: percent-decoded once (``/a%40b/hub/`` → ``/a@b/hub/``)."""
+    return unquote(prefix) if "%" in prefix else prefix
 
 
 def as_bind_url(value: Any) -> str:
@@ -540,6 +572,19 @@ class Settings:
     @property
     def api_prefix(self) -> str:
         return self.base_url + "hub/api/"
+
+    # Route forms (see the module docstring): for registering routes and comparing with request.path.
+    @property
+    def base_route(self) -> str:
+        return route_form(self.base_url)
+
+    @property
+    def hub_route(self) -> str:
+        return self.base_route + "hub/"
+
+    @property
+    def api_route(self) -> str:
+        return self.base_route + "hub/api/"
 
     @property
     def db_path(self) -> str:

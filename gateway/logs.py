@@ -173,7 +173,7 @@ def proxied_level(status: int) -> int:
 
 def _hub_prefix(request: web.BaseRequest) -> str:
     try:
-        return request.app[keys.SETTINGS].hub_prefix  # type: ignore[attr-defined]
+        return request.app[keys.SETTINGS].hub_route  # type: ignore[attr-defined]  # compared with request.path
     except (AttributeError, AssertionError, KeyError, RuntimeError):
         return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
 

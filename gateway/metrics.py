@@ -156,7 +156,7 @@ def handler_label(request: web.Request) -> str:
 
 
 def make_timing_middleware(metrics: Metrics, hub_prefix: str):
-    """Observe hub requests' duration. Proxied paths pass straight through (the proxy counts its own)."""
+    """Observe hub requests' duration (``hub_prefix`` in route form, as request.path). Proxied paths pass straight through (the proxy counts its own)."""
     perf_counter = time.perf_counter
 
     @web.middleware
@@ -210,8 +210,8 @@ def setup(app: web.Application) -> None:
     # Set now, before any cleanup context runs: the ServerManager picks it up from the app.
     app[keys.METRICS] = metrics
     # Outermost middleware, so it sees the status the error middleware produced.
-    app.middlewares.insert(0, make_timing_middleware(metrics, settings.hub_prefix))
-    for path in (settings.hub_prefix + "metrics", settings.api_prefix + "metrics"):
+    app.middlewares.insert(0, make_timing_middleware(metrics, settings.hub_route))
+    for path in (settings.hub_route + "metrics", settings.api_route + "metrics"):
         app.router.add_get(path, metrics_page, allow_head=False)
     # on_startup handlers added here run after every cleanup context has started.
     app.on_startup.append(_record_startup)

@@ -151,6 +151,17 @@ def found(location: str) -> web.HTTPFound:
     return exc
 
 
+def raw_after(request: web.Request, route_prefix: str) -> str:
+    """The path after ``route_prefix`` (route form, e.g. ``settings.hub_route + "user/"``) as the client sent it.
+
+    The request matched the prefix decoded, so the raw path may spell it longer (``/a%40b/`` for
+    ``/a@b/``): skip as many segments as the prefix has rather than as many characters.
+    """
+    segments = route_prefix.count("/")
+    parts = request.rel_url.raw_path.split("/", segments)
+    return parts[segments] if len(parts) > segments else ""
+
+
 def redirect(location: str, status: int = 302) -> web.Response:
     """A redirect response that can still take cookies (Location is always relative or from config)."""
     return web.Response(status=status, headers={"Location": location})
@@ -243,14 +254,21 @@ def describe_scopes(raw: Iterable[str]) -> list[ScopeLine]:
 
 def mount_pages(app: web.Application, routes: web.RouteTableDef) -> None:
     """Register a page module's routes (paths relative to the hub prefix)."""
-    prefix = app[keys.SETTINGS].hub_prefix.rstrip("/")
+    prefix = app[keys.SETTINGS].hub_route.rstrip("/")  # route form: aiohttp matches the decoded path
     for route in routes:
         assert isinstance(route, web.RouteDef)
         app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
 
 
 async def add_slash(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPMovedPermanently(request.app[keys.SETTINGS].hub_prefix)
+    # Location exactly as configured: web.HTTPMovedPermanently would decode base_url's escapes
+    return redirect(request.app[keys.SETTINGS].hub_prefix, 301)
+
+
+async def to_hub(request: web.Request) -> web.StreamResponse:
+    """``<base_url>`` → 302 ``<base_url>hub/``, keeping the query (JupyterHub's PrefixRedirectHandler for it)."""
+    query = request.rel_url.raw_query_string
+    raise found(request.app[keys.SETTINGS].hub_prefix + (f"?{query}" if query else ""))
 
 
 def setup(app: web.Application) -> None:
@@ -260,6 +278,7 @@ def setup(app: web.Application) -> None:
                          filters={"ago": ago, "when": when})
     app[STATIC_VERSIONS] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
                             for p in STATIC_DIR.iterdir() if p.is_file()}
-    app.router.add_static(settings.hub_prefix + "static/", STATIC_DIR, name="gateway-static")
-    app.router.add_get(settings.hub_prefix.rstrip("/"), add_slash)
+    app.router.add_static(settings.hub_route + "static/", STATIC_DIR, name="gateway-static")
+    app.router.add_get(settings.hub_route.rstrip("/"), add_slash)
+    app.router.add_get(settings.base_route, to_hub)
     app[ERROR_PAGE] = error_page

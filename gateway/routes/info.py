@@ -97,6 +97,6 @@ async def health(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     mount_api(app, routes)
-    app.router.add_get(settings.api_prefix.rstrip("/"), public(root))
-    for path in (settings.hub_prefix + "health", settings.api_prefix + "health"):
+    app.router.add_get(settings.api_route.rstrip("/"), public(root))
+    for path in (settings.hub_route + "health", settings.api_route + "health"):
         app.router.add_get(path, public(health))

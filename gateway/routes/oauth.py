@@ -182,7 +182,7 @@ async def oauth_context(app: web.Application):
 
 
 def setup(app: web.Application) -> None:
-    prefix = app[keys.SETTINGS].api_prefix
+    prefix = app[keys.SETTINGS].api_route
     app.router.add_get(prefix + "oauth2/authorize", authorize_get, allow_head=False)
     app.router.add_post(prefix + "oauth2/authorize", authorize_post)
     mount_api(app, routes)

@@ -20,6 +20,7 @@ from gateway.pagekit import (
     login_url,
     mount_pages,
     page,
+    raw_after,
     redirect,
     render,
     server_status,
@@ -124,7 +125,7 @@ async def user_redirect(request: web.Request) -> web.StreamResponse:
     """/hub/user-redirect/<path> → the caller's own server at <path>, through /hub/spawn (JupyterHub)."""
     settings = request.app[keys.SETTINGS]
     user = request[keys.IDENTITY].user
-    raw = request.rel_url.raw_path[len(settings.hub_prefix + "user-redirect/"):]
+    raw = raw_after(request, settings.hub_route + "user-redirect/")
     server = settings.default_server_name if settings.allow_named_servers else ""
     target = user_url(settings.base_url, user.name, server) + raw.lstrip("/")
     if request.rel_url.raw_query_string:

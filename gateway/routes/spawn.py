@@ -34,6 +34,7 @@ from gateway.pagekit import (
     may,
     mount_pages,
     page,
+    raw_after,
     redirect,
     render,
     require_scope,
@@ -167,7 +168,7 @@ async def user_not_running(request: web.Request) -> web.StreamResponse:
     if user is None or not await may(request, identity, "access:servers", user=name, server=server):
         raise ApiError(404, SCOPE_MESSAGE_NOT_FOUND)
     status = server_status(request.app, name, server)
-    raw_rest = request.rel_url.raw_path[len(settings.hub_prefix + "user/"):]  # '<name>/<tail>' as sent
+    raw_rest = raw_after(request, settings.hub_route + "user/")  # '<name>/<tail>' as sent
     target = settings.base_url + "user/" + raw_rest
     uri = target + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
     if status == "ready":
@@ -196,7 +197,10 @@ def _back_to_server(request: web.Request, target: str) -> web.Response:
 
 @routes.get("/user/{user_name}")
 async def user_add_slash(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPMovedPermanently(str(request.rel_url.with_path(request.rel_url.path + "/")))
+    # the path as sent (a decoded one would lose base_url's and the name's escapes), query kept (tornado's addslash)
+    query = request.rel_url.raw_query_string
+    location = request.rel_url.raw_path + "/" + (f"?{query}" if query else "")
+    return web.Response(status=301, headers={"Location": location})
 
 
 def setup(app: web.Application) -> None:

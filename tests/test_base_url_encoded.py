@@ -1,0 +1,138 @@
+"""A base_url with percent-escapes (``/a%40b/``) or characters such as '@' that clients may send raw or encoded.
+
+The gateway keeps base_url as configured (its *URL form*, in links, redirects and cookie paths, as
+JupyterHub does) and routes by its decoded *route form*, since aiohttp matches decoded paths. So
+``/a%40b/hub/api/`` and ``/a@b/hub/api/`` both answer, and every Location keeps ``%40``.
+A base_url whose decoded form aiohttp cannot route (space, non-ASCII, '%', braces ...) is refused
+at config load, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from yarl import URL
+
+from gateway.auth import SESSION_COOKIE
+from gateway.config import ConfigError, load_settings
+from tests.conftest import ROOT
+from tests.pagetools import add_user, browsers, form_xsrf, page_hub  # noqa: F401
+
+PASSWORD = "correct horse battery"
+BASE = "/a%40b/"  # '@' encoded
+RAW = "/a@b/"  # the same prefix as a client may send it
+
+
+async def get(hub, path: str, **kwargs):
+    """GET ``path`` exactly as written (yarl would turn %40 into '@' otherwise); no redirects followed."""
+    async with hub.session.get(URL(hub.url + path, encoded=True), allow_redirects=False, **kwargs) as r:
+        return r.status, await r.text(), r.headers
+
+
+@pytest.mark.parametrize("base", [BASE, RAW, "/x%2By/%7Ejh/"])
+async def test_hub_api_answers_in_both_spellings(start_hub, base):
+    hub = await start_hub(base_url=base)
+    decoded = base.replace("%40", "@").replace("%2B", "+").replace("%7E", "~")
+    for prefix in {base, decoded, BASE if base == RAW else base}:
+        status, text, headers = await get(hub, prefix + "hub/api/")
+        assert status == 200, (prefix, text)
+        assert headers["X-JupyterHub-Version"] and '"version"' in text
+    # the error middleware and the JSON shape still apply under the prefix
+    status, text, headers = await get(hub, base + "hub/api/no-such-thing")
+    assert status == 404 and headers["Content-Type"].startswith("application/json")
+    status, _, _ = await get(hub, base + "hub/health")
+    assert status == 200
+
+
+async def test_token_calls_api_user(start_hub):
+    hub = await start_hub(base_url=BASE)
+    token = await hub.new_token("alice")
+    for prefix in (BASE, RAW):
+        status, text, _ = await get(hub, prefix + "hub/api/user", headers={"Authorization": f"token {token}"})
+        assert status == 200 and '"name": "alice"' in text.replace('":"', '": "'), text
+    result = await hub.api("GET", "/user", token=token)  # the fixture's helper, URL built from api_prefix
+    assert result.status == 200 and result.body["name"] == "alice"
+    status, _, _ = await get(hub, BASE + "hub/api/user")
+    assert status == 403  # no credentials: still the API's answer, not a 404
+
+
+async def test_redirects_keep_the_encoded_form(start_hub):
+    hub = await start_hub(base_url=BASE)
+    for prefix in (BASE, RAW):
+        status, _, headers = await get(hub, prefix + "?x=1")
+        assert status == 302 and headers["Location"] == BASE + "hub/?x=1"
+        status, _, headers = await get(hub, prefix + "hub")
+        assert status == 301 and headers["Location"] == BASE + "hub/"
+    status, _, headers = await get(hub, BASE + "hub/home")
+    assert status == 302 and headers["Location"].startswith(BASE + "hub/login?next=")
+    status, _, headers = await get(hub, BASE + "hub/user/alice")
+    assert status == 301 and headers["Location"] == BASE + "hub/user/alice/"
+
+
+async def test_login_page_session_and_pages(page_hub, browsers):
+    hub = await page_hub(base_url=BASE)
+    await add_user(hub, "alice", PASSWORD)
+    browser = browsers(hub)
+    status, text, _ = await get_b(browser, BASE + "hub/login")
+    assert status == 200 and f'action="{BASE}hub/login"' in text
+    assert f"{BASE}hub/static/style.css" in text
+    status, css, _ = await get_b(browser, BASE + "hub/static/style.css")
+    assert status == 200 and css
+    # aiohttp's client jar matches cookie paths against the decoded URL path, so it would not send
+    # Path=/a%40b/ cookies (browsers compare the path as written and do): send the jar's cookies by hand
+    async with browser.session.post(URL(hub.url + BASE + "hub/login", encoded=True), allow_redirects=False,
+                                    cookies=session_cookies(browser),
+                                    data={"username": "alice", "password": PASSWORD, "_xsrf": form_xsrf(text)}) as r:
+        assert r.status == 302 and r.headers["Location"] == BASE + "hub/spawn"
+        cookies = {h.split("=", 1)[0]: h for h in r.headers.getall("Set-Cookie", [])}
+    assert f"Path={BASE};" in cookies[SESSION_COOKIE] + ";" and f"Path={BASE}hub/" in cookies["_xsrf"]
+    status, text, _ = await get_b(browser, BASE + "hub/home", cookies=session_cookies(browser))
+    assert status == 200 and "alice" in text
+    # the session cookie works for pages reached through the other spelling too
+    status, text, _ = await get_b(browser, RAW + "hub/home", cookies=session_cookies(browser))
+    assert status == 200, text
+    # the part after the prefix is taken as sent, whichever spelling the prefix had
+    for prefix in (BASE, RAW):
+        status, _, headers = await get_b(browser, prefix + "hub/user-redirect/tree/x%20y?q=1",
+                                         cookies=session_cookies(browser))
+        assert status == 302, headers
+        location = headers["Location"]
+        assert location.startswith(BASE + "hub/spawn/alice?next=")
+        assert "%2Fa%2540b%2Fuser%2Falice%2Ftree%2Fx%2520y%3Fq%3D1" in location, location
+
+
+def session_cookies(browser) -> dict[str, str]:
+    return {m.key: m.value for m in browser.session.cookie_jar}
+
+
+async def get_b(browser, path: str, **kwargs):
+    async with browser.session.get(URL(browser.base + path, encoded=True), allow_redirects=False, **kwargs) as r:
+        return r.status, await r.text(), r.headers
+
+
+@pytest.mark.parametrize("bad", ["/a b/", "/%C3%A9/", "/a%25b/", "/a%2Fb/", "/a%zz/", "/x/%2e%2e/", "/{x}/"])
+def test_unroutable_base_url_is_a_config_error(bad):
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"JupyterHub": {"base_url": bad}})
+    assert "JupyterHub.base_url" in str(info.value)
+
+
+def test_unroutable_base_url_exits_2(tmp_path):
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c = get_config()\nc.JupyterHub.base_url = '/caf%C3%A9/'\n")
+    result = subprocess.run([sys.executable, "-m", "gateway", "-f", str(config)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert "JupyterHub.base_url" in result.stderr and "cannot route" in result.stderr
+    assert not (tmp_path / "gateway.sqlite").exists()  # nothing started
+
+
+def test_routable_base_urls_are_kept_verbatim():
+    for value in ("/a%40b/", "/a@b/", "jh", "/x;y=(1)/~z/"):
+        settings = load_settings(None, {"JupyterHub": {"base_url": value}})
+        assert settings.base_url == (value if value != "jh" else "/jh/")
+    settings = load_settings(None, {"JupyterHub": {"base_url": "/a%40b/"}})
+    assert (settings.base_route, settings.hub_route, settings.api_route) == ("/a@b/", "/a@b/hub/", "/a@b/hub/api/")
