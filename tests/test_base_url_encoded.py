@@ -9,6 +9,7 @@ at config load, exit 2.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -136,3 +137,37 @@ def test_routable_base_urls_are_kept_verbatim():
         assert settings.base_url == (value if value != "jh" else "/jh/")
     settings = load_settings(None, {"JupyterHub": {"base_url": "/a%40b/"}})
     assert (settings.base_route, settings.hub_route, settings.api_route) == ("/a@b/", "/a@b/hub/", "/a@b/hub/api/")
+
+
+async def test_proxy_under_an_encoded_base_url(start_hub):
+    """A user's server under ``/a%40b/user/<name>/``: reached with a token on both of the gateway's
+    paths (a front door's lean path for a plain request, aiohttp's for a chunked one), refused
+    without one, and the not-running answers keep the configured spelling."""
+    from tests.conftest import raw_exchange, status_of
+    from tests.test_proxy_integrated import start_server
+
+    hub = await start_hub(base_url=BASE)
+    token = await hub.new_token("kim")
+    await start_server(hub, "kim", token)
+    port = int(hub.url.rsplit(":", 1)[1])
+    served = hub.site.doors.served
+    plain = f"GET {BASE}user/kim/api/status HTTP/1.1\r\nHost: h\r\nAuthorization: token {token}\r\n\r\n"
+    raw = await raw_exchange(port, plain.encode())
+    assert status_of(raw) == 200 and b'"user": "kim"' in raw.replace(b'"user":"kim"', b'"user": "kim"')
+    assert hub.site.doors.served == served + 1
+    chunked = (f"POST {BASE}user/kim/echo HTTP/1.1\r\nHost: h\r\nAuthorization: token {token}\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+    assert status_of(await raw_exchange(port, chunked.encode())) == 200
+    assert status_of(await raw_exchange(port, f"GET {BASE}user/kim/api/status HTTP/1.1\r\nHost: h\r\n\r\n".encode())) == 403
+    result = await hub.api("DELETE", "/users/kim/server", token=token)
+    assert result.status in (202, 204), result.text
+    for _ in range(100):  # bounded: until the stop is done
+        if (await hub.api("GET", "/users/kim", token=token)).body["servers"] == {}:
+            break
+        await asyncio.sleep(0.1)
+    status, text, headers = await get(hub, f"{BASE}user/kim/api/status", headers={"Authorization": f"token {token}"})
+    assert status == 424 and f"{BASE}hub/spawn/kim" in text, text
+    for spelling in (BASE, RAW):
+        status, _, headers = await get(hub, f"{spelling}user/kim/tree?x=1",
+                                       headers={"Authorization": f"token {token}", "Accept": "text/html"})
+        assert (status, headers["Location"]) == (302, f"{BASE}hub/user/kim/tree?x=1")

@@ -201,7 +201,9 @@ def not_running(request: web.Request, user_name: str, server_name: str, rest: st
     spawn = f"{settings.hub_prefix}spawn/{quote(user_name, safe='@~')}" + (f"/{server_name}" if server_name else "")
     if api:
         return refuse(424, f"JupyterHub server no longer running at {path}. Restart the server at {spawn}")
-    hub_path = settings.hub_prefix + backend_target(request)[len(settings.base_url):]
+    # the client may spell base_url otherwise (``/a@b/`` for ``/a%40b/``): skip it by segments
+    segments = settings.base_route.count("/")
+    hub_path = settings.hub_prefix + backend_target(request).split("/", segments)[-1]
     return Refusal(redirect(hub_path))
 
 
@@ -271,7 +273,9 @@ class ProxyLane:
         settings = app[keys.SETTINGS]
         self.app = app
         self.base_url = settings.base_url
-        self.prefixes = (settings.base_url + "user/", settings.base_url + "services/")
+        # both spellings of a base_url with percent-escapes (canonical_target reads either)
+        self.prefixes = tuple({base + kind for base in (settings.base_url, settings.base_route)
+                               for kind in ("user/", "services/")})
         self.max_body = settings.proxy_max_body_size
         self.authorizer = app[keys.AUTHORIZER]
         self.routes: RouteTable = app[keys.ROUTES]
@@ -349,7 +353,7 @@ def make_fast_path():
 
 
 def body_limit(settings):
-    proxied_prefixes = (settings.base_url + "user/", settings.base_url + "services/")
+    proxied_prefixes = (settings.base_route + "user/", settings.base_route + "services/")  # request.path is decoded
 
     def limit(request: web.Request) -> int:
         return settings.proxy_max_body_size if request.path.startswith(proxied_prefixes) else settings.max_body_size
@@ -408,8 +412,8 @@ def setup(app: web.Application) -> None:
     app[keys.FRONT_DRAINS] = set()
     expect = make_expect_handler(body_limit(settings))
     for kind in ("user", "services"):
-        app.router.add_route("*", f"{settings.base_url}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
-        app.router.add_route("*", f"{settings.base_url}{kind}", proxied, expect_handler=expect)
+        app.router.add_route("*", f"{settings.base_route}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
+        app.router.add_route("*", f"{settings.base_route}{kind}", proxied, expect_handler=expect)
     # listed before gateway.routes.servers in CAPABILITIES: the forwarder exists before servers are routed
     app.cleanup_ctx.append(proxy_context)
     app.on_shutdown.append(close_websockets)
