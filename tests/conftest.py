@@ -128,15 +128,16 @@ class Hub:
 
 
 async def start_hub_with(settings: Settings, configure: Callable[[web.Application], Any] | None = None, *,
-                         front_door: bool = True) -> Hub:
+                         front_door: bool = True, shutdown_timeout: float = 10) -> Hub:
     """A started gateway on the settings' port, listening as the CLI does (front doors unless
     ``front_door=False``: then every request takes aiohttp's path); ``configure(app)`` runs before it starts."""
     app = create_app(settings)
     if configure is not None:
         configure(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)  # as the CLI
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)  # as the CLI
     await runner.setup()
-    site = listening_site(runner, "127.0.0.1", settings.listen_port, shutdown_timeout=10, front_door=front_door)
+    site = listening_site(runner, "127.0.0.1", settings.listen_port, shutdown_timeout=shutdown_timeout,
+                          front_door=front_door)
     await site.start()
     port = runner.addresses[0][1]
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

@@ -301,3 +301,31 @@ async def test_real_jupyter_server_through_the_api(start_hub):
         async with s.get(server.url + "/user/ida/api/status", headers={"Authorization": f"token {token}"}) as resp:
             assert resp.status == 403
     assert (await hub.api("DELETE", "/users/ida/server", token=token)).status in (202, 204)
+
+
+async def test_progress_streams_end_cleanly_when_the_gateway_stops(make_settings, tmp_path):
+    """A progress stream of a start that is still pending ends (with the stream's proper end) as
+    soon as the gateway begins stopping, instead of holding the shutdown for its whole timeout
+    (here 120 s, longer than the bounded read below)."""
+    from tests.conftest import start_hub_with
+    from tests.pagetools import gated_environment
+
+    hub = await start_hub_with(make_settings(spawner_cmd=FAKE, spawner_start_timeout=100.0, spawner_http_timeout=100.0,
+                                             spawner_environment=gated_environment(tmp_path, "gus")),
+                               shutdown_timeout=120)
+    try:
+        token = await hub.new_token("gus")
+        r = await hub.api("POST", "/users/gus/server", token=token)  # 202 after the slow-spawn wait
+        assert r.status == 202, r.text
+        async with hub.session.get(hub.api_url + "/users/gus/server/progress",
+                                   headers={"Authorization": f"token {token}"}) as response:
+            assert response.status == 200
+            first = await asyncio.wait_for(response.content.readline(), 10)  # the stream is open
+            assert first is not None
+            stopping = asyncio.ensure_future(hub.runner.cleanup())
+            # the whole rest of the body arrives and ends properly (a cut connection would raise)
+            rest = await asyncio.wait_for(response.content.read(), 30)
+            assert b"Server ready" not in rest and b"failed" not in rest
+        await asyncio.wait_for(stopping, 60)
+    finally:
+        await hub.session.close()

@@ -23,6 +23,9 @@ from gateway.servers import SLOW_SPAWN_TIMEOUT, SLOW_STOP_TIMEOUT, ServerManager
 from gateway.store import Conflict
 
 routes = web.RouteTableDef()
+# set when the gateway begins stopping: progress streams end then (cleanly, with the stream's
+# end), instead of holding the shutdown until the spawn ends or a keepalive finds the reader gone
+STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
 KEEPALIVE_SECONDS = 8.0
 DEFAULT = "/users/{user_name}/server"
 NAMED = "/users/{user_name}/servers/{server_name}"
@@ -203,7 +206,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     events = mgr.progress(user.name, name) if entry.pending == "spawn" or entry.ready else _last_failure(entry)
     try:
         await response.write(b"\n\n")
-        async with contextlib.aclosing(_with_keepalives(events)) as stream:
+        async with contextlib.aclosing(_with_keepalives(events, request.app[STOPPING])) as stream:
             async for event in stream:
                 await response.write(encode_event(event) if event is not None else b"\n\n")
         await response.write_eof()
@@ -216,13 +219,19 @@ async def _last_failure(entry) -> AsyncIterator[dict[str, Any]]:
     yield entry.events[-1] if entry.events else {"progress": 100, "failed": True, "message": entry.failure}
 
 
-async def _with_keepalives(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any] | None]:
-    """The events, with None between them whenever KEEPALIVE_SECONDS pass without one."""
+async def _with_keepalives(events: AsyncIterator[dict[str, Any]],
+                           stopping: asyncio.Event) -> AsyncIterator[dict[str, Any] | None]:
+    """The events, with None between them whenever KEEPALIVE_SECONDS pass without one; ends
+    early once ``stopping`` is set."""
     iterator = events.__aiter__()
     next_event = asyncio.ensure_future(iterator.__anext__())
+    stop = asyncio.ensure_future(stopping.wait())
     try:
         while True:
-            done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_SECONDS)
+            done, _ = await asyncio.wait({next_event, stop}, timeout=KEEPALIVE_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return
             if not done:
                 yield None
                 continue
@@ -233,6 +242,7 @@ async def _with_keepalives(events: AsyncIterator[dict[str, Any]]) -> AsyncIterat
             yield event
             next_event = asyncio.ensure_future(iterator.__anext__())
     finally:
+        stop.cancel()
         next_event.cancel()
         with contextlib.suppress(BaseException):
             await next_event
@@ -258,6 +268,12 @@ async def servers_context(app: web.Application):
     await mgr.close()
 
 
+async def end_progress_streams(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
 def setup(app: web.Application) -> None:
     mount_api(app, routes)
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(end_progress_streams)
     app.cleanup_ctx.append(servers_context)
