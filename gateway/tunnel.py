@@ -71,26 +71,50 @@ class FrameBoundary:
             data, pos, self.head = self.head + data[pos:], 0, b""
             n = len(data)
         while pos < n:
-            if n - pos < 2:
+            header = _frame_header(data, pos)
+            if header is None:
                 self.head = data[pos:]
                 return
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            size = 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
-            if n - pos < size:
-                self.head = data[pos:]
-                return
-            if data[pos] & 0x0F == 0x8:
+            size, length, opcode = header
+            if opcode == 0x8:
                 self.closed = True
-            if length == 126:
-                length = int.from_bytes(data[pos + 2:pos + 4], "big")
-            elif length == 127:
-                length = int.from_bytes(data[pos + 2:pos + 10], "big")
             end = pos + size + length
             if end > n:
                 self.left = end - n
                 return
             pos = end
+
+    def to_boundary(self, data: bytes) -> int | None:
+        """How many bytes of ``data`` finish the frame under way (0 at a boundary), or None when
+        it does not end within ``data``. Nothing is fed."""
+        if self.left:
+            return self.left if self.left <= len(data) else None
+        if not self.head:
+            return 0
+        joined = self.head + data
+        header = _frame_header(joined, 0)
+        if header is None:
+            return None
+        size, length, _ = header
+        end = size + length - len(self.head)
+        return end if end <= len(data) else None
+
+
+def _frame_header(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(header size, payload length, opcode) of the frame starting at ``pos``, or None if cut short."""
+    n = len(data)
+    if n - pos < 2:
+        return None
+    b1 = data[pos + 1]
+    length = b1 & 0x7F
+    size = 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
+    if n - pos < size:
+        return None
+    if length == 126:
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+    elif length == 127:
+        length = int.from_bytes(data[pos + 2:pos + 10], "big")
+    return size, length, data[pos] & 0x0F
 
 
 class Tunnel:
@@ -110,6 +134,7 @@ class Tunnel:
         self._on_activity = on_activity
         self._up_paused = False
         self._frames = FrameBoundary()
+        self._going_away = False  # 1001 as soon as the backend's frame under way is complete
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def start(self, request: web.BaseRequest) -> None:
@@ -137,6 +162,13 @@ class Tunnel:
         if client is None or client.is_closing():
             self.close()
             return
+        if self._going_away:
+            end = self._frames.to_boundary(data)
+            if end is not None:
+                client.write(data[:end])
+                self._frames.feed(data[:end])
+                self._end_going_away()
+                return
         client.write(data)
         self._frames.feed(data)
         self._on_activity(self._route)
@@ -166,9 +198,21 @@ class Tunnel:
             client.pause_reading()
 
     def going_away(self) -> None:
-        """The gateway stops: stop relaying, send the client a 1001 close frame, close both sides."""
+        """The gateway stops: stop relaying, send the client a 1001 close frame, close both sides.
+
+        A backend frame half relayed is finished first (a close frame inside it would corrupt the
+        stream); the rest of the backend's stream is dropped. A backend that never finishes it is
+        cut when the shutdown timeout ends the handler."""
         if self.done.done():
             return
+        frames = self._frames
+        client = self._client
+        if not frames.at_boundary and not frames.closed and client is not None and not client.is_closing():
+            self._going_away = True
+            return
+        self._end_going_away()
+
+    def _end_going_away(self) -> None:
         up = self._up.transport
         if up is not None and not up.is_closing():
             up.pause_reading()  # nothing more from the backend: the client's stream ends here

@@ -1,11 +1,19 @@
-"""FrameBoundary: where the tunnel may put its 1001 close frame, fed in every possible chunking."""
+"""FrameBoundary: where the tunnel may put its 1001 close frame, fed in every possible chunking; and the
+tunnel finishing a half-relayed frame before that close frame."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import os
+import re
 
+import aiohttp
 import pytest
 
+from gateway import keys
+from gateway.routing import Route
 from gateway.tunnel import FrameBoundary
 
 
@@ -46,3 +54,72 @@ def test_close_frame_noticed():
     frames = FrameBoundary()
     frames.feed(frame(1, b"a") + frame(8, b"\x03\xe8"))
     assert frames.closed and frames.at_boundary
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1000, 65536, 10**6])
+def test_bytes_to_the_next_boundary(size):
+    """to_boundary says where the frame under way ends in the next chunk (the tunnel stops there
+    to put its 1001 close frame), whatever the chunking, header splits included."""
+    data = b"".join(STREAM)
+    ends = []
+    pos = 0
+    for f in STREAM:
+        pos += len(f)
+        ends.append(pos)
+    frames = FrameBoundary()
+    for start in range(0, len(data), size):
+        chunk = data[start:start + size]
+        end = frames.to_boundary(chunk)
+        following = [e for e in ends if e > start] if not frames.at_boundary else []
+        expected = following[0] - start if following and following[0] - start <= len(chunk) else None
+        assert end == (0 if frames.at_boundary else expected), (size, start)
+        frames.feed(chunk)
+
+
+async def test_going_away_finishes_the_frame_under_way(hub):
+    """The gateway stops while a backend frame is half relayed: the client gets the whole frame,
+    then the 1001 close frame, and nothing the backend sends after that frame."""
+    connected = asyncio.Event()
+    backend_writer: list[asyncio.StreamWriter] = []
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", head).group(1)
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        backend_writer.append(writer)
+        connected.set()
+        while await reader.read(65536):  # the client's frames: ignored
+            pass
+
+    server = await asyncio.start_server(backend, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    token = await hub.new_token("alice")
+    hub.app[keys.ROUTES].add(Route(prefix="/user/alice/", target=f"http://127.0.0.1:{port}", kind="user",
+                                   user="alice", server_name="", service=None, secret="s" * 20))
+    big = frame(2, os.urandom(100_000))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{hub.url}/user/alice/ws", headers={"Authorization": f"token {token}"},
+                                          autoclose=False) as ws:
+                await asyncio.wait_for(connected.wait(), 10)
+                writer = backend_writer[0]
+                writer.write(big[:50_000])
+                await writer.drain()
+                forwarder = hub.app[keys.PROXY]
+                tunnel = next(iter(forwarder._tunnels))
+                for _ in range(200):  # bounded: until the gateway has relayed part of the frame
+                    if not tunnel._frames.at_boundary:
+                        break
+                    await asyncio.sleep(0.01)
+                assert not tunnel._frames.at_boundary
+                assert forwarder.going_away() == 1
+                writer.write(big[50_000:] + frame(1, b"after the stop"))
+                await writer.drain()
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) == 100_000
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+    finally:
+        server.close()
