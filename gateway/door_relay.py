@@ -11,6 +11,7 @@ aiohttp's path (``ProxyForwarder.forward``) frames the same way.
 
 from __future__ import annotations
 
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol
 
@@ -43,8 +44,8 @@ def plain_text_response(status: int, text: str, *, keep_alive: bool) -> bytes:
     """A complete text/plain response, as aiohttp writes its own error answers."""
     body = text.encode()
     close = b"" if keep_alive else b"Connection: close\r\n"
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, _phrase(status).encode(), len(body), close, body))
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s"
+            % (status, _phrase(status).encode(), len(body), formatdate(usegmt=True).encode(), close, body))
 
 
 def _phrase(status: int) -> str:

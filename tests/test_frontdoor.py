@@ -320,7 +320,8 @@ async def test_dead_backend_answers_503(hub, backend):
     token = await mount(hub, backend)
     await backend.runner.cleanup()
     status, headers, body = split_response(await raw_exchange(port_of(hub), get("/user/alice/echo", token)))
-    assert status == 503 and b"not responding" in body
+    assert status == 503 and b"not responding" in body and headers["content-type"] == ["text/plain; charset=utf-8"]
+    assert "GMT" in headers["date"][0]
 
 
 async def test_idle_and_slow_connections_are_closed(hub, backend):
