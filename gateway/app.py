@@ -24,6 +24,7 @@ from gateway.errors import make_error_middleware
 from gateway.httpstrict import make_strict_middleware, server_handler_args
 from gateway.routes.proxied import body_limit
 from gateway.logs import access_log_args
+from gateway.redirects import make_base_spelling_middleware
 from gateway.store import Store
 
 log = logging.getLogger("gateway")
@@ -115,4 +116,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(auth_context)
     for name in CAPABILITIES:
         importlib.import_module(name).setup(app)
+    if settings.base_url != "/":  # base_url may be spelt two ways (escaped or not): one for browsers
+        app.middlewares.insert(0, make_base_spelling_middleware(settings.base_url, settings.base_route))
     return app

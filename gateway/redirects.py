@@ -78,3 +78,24 @@ def safe_next_url(value: str | None, request: web.Request | None = None) -> str 
     if not result.startswith("/") or result.startswith("//") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in result):
         return None
     return quote(result, safe=_SAFE)
+
+
+def make_base_spelling_middleware(base_url: str, base_route: str):
+    """A browser that reached a page through another spelling of base_url (``/a@b/`` for the
+    configured ``/a%40b/``, or the reverse) is sent to the configured one, where its cookies live
+    (cookie paths are compared as written: ``/a%40b/`` cookies never go to ``/a@b/``, and login
+    would loop).
+    Only GET/HEAD navigations without an Authorization header: API clients work in either spelling.
+    """
+    segments = base_route.count("/")
+
+    @web.middleware
+    async def base_spelling(request: web.Request, handler):
+        raw = request.raw_path
+        if (request.method in ("GET", "HEAD") and not raw.startswith(base_url)
+                and request.path.startswith(base_route) and "Authorization" not in request.headers):
+            rest = raw.split("/", segments)[-1]  # after base_url, however it was spelt (it matched decoded)
+            return web.Response(status=302, headers={"Location": base_url + rest})
+        return await handler(request)
+
+    return base_spelling

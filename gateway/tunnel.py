@@ -39,6 +39,8 @@ from .upstream import UpstreamConnection
 __all__ = ["Tunnel"]
 
 HIGH_WATER = 256 * 1024
+# at shutdown, how long a backend frame half relayed may take to finish before the tunnel is cut
+FRAME_GRACE = 2.0
 # a server-to-client (unmasked) close frame, status 1001 "going away"
 CLOSE_GOING_AWAY = b"\x88\x02\x03\xe9"
 
@@ -135,6 +137,7 @@ class Tunnel:
         self._up_paused = False
         self._frames = FrameBoundary()
         self._going_away = False  # 1001 as soon as the backend's frame under way is complete
+        self._cut: asyncio.TimerHandle | None = None  # ... or, if it never completes, a plain close
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def start(self, request: web.BaseRequest) -> None:
@@ -202,13 +205,15 @@ class Tunnel:
 
         A backend frame half relayed is finished first (a close frame inside it would corrupt the
         stream); the rest of the backend's stream is dropped. A backend that never finishes it is
-        cut when the shutdown timeout ends the handler."""
+        cut after ``FRAME_GRACE`` seconds (no close frame then: it would land inside the frame)."""
         if self.done.done():
             return
         frames = self._frames
         client = self._client
         if not frames.at_boundary and not frames.closed and client is not None and not client.is_closing():
-            self._going_away = True
+            if not self._going_away:
+                self._going_away = True
+                self._cut = asyncio.get_running_loop().call_later(FRAME_GRACE, self.close)
             return
         self._end_going_away()
 
@@ -224,6 +229,8 @@ class Tunnel:
 
     def close(self) -> None:
         """End both sides (pending bytes are flushed first)."""
+        if self._cut is not None:
+            self._cut.cancel()
         if self._client is not None and not self._client.is_closing():
             self._client.close()
         up = self._up.transport

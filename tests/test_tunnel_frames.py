@@ -76,50 +76,80 @@ def test_bytes_to_the_next_boundary(size):
         frames.feed(chunk)
 
 
-async def test_going_away_finishes_the_frame_under_way(hub):
-    """The gateway stops while a backend frame is half relayed: the client gets the whole frame,
-    then the 1001 close frame, and nothing the backend sends after that frame."""
-    connected = asyncio.Event()
-    backend_writer: list[asyncio.StreamWriter] = []
+class HalfFrameBackend:
+    """A websocket backend under our control: it accepts the upgrade, ignores the client's frames,
+    and sends exactly the bytes a test writes to ``writer``."""
 
-    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.writer: asyncio.StreamWriter | None = None
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", head).group(1)
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        backend_writer.append(writer)
-        connected.set()
-        while await reader.read(65536):  # the client's frames: ignored
+        self.writer = writer
+        self.connected.set()
+        while await reader.read(65536):
             pass
 
-    server = await asyncio.start_server(backend, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    token = await hub.new_token("alice")
+
+async def half_relayed_frame(hub, backend: HalfFrameBackend, ws, big: bytes):
+    """Send half of ``big`` and wait until the gateway has relayed part of it; returns the tunnel."""
+    await asyncio.wait_for(backend.connected.wait(), 10)
+    backend.writer.write(big[:50_000])
+    await backend.writer.drain()
+    tunnel = next(iter(hub.app[keys.PROXY]._tunnels))
+    for _ in range(200):  # bounded: until the gateway has relayed part of the frame
+        if not tunnel._frames.at_boundary:
+            break
+        await asyncio.sleep(0.01)
+    assert not tunnel._frames.at_boundary
+    return tunnel
+
+
+@pytest.fixture
+async def ws_backend(hub):
+    backend = HalfFrameBackend()
+    backend.server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+    port = backend.server.sockets[0].getsockname()[1]
     hub.app[keys.ROUTES].add(Route(prefix="/user/alice/", target=f"http://127.0.0.1:{port}", kind="user",
                                    user="alice", server_name="", service=None, secret="s" * 20))
+    yield backend
+    backend.server.close()
+
+
+async def test_going_away_finishes_the_frame_under_way(hub, ws_backend):
+    """The gateway stops while a backend frame is half relayed: the client gets the whole frame,
+    then the 1001 close frame, and nothing the backend sends after that frame."""
+    token = await hub.new_token("alice")
     big = frame(2, os.urandom(100_000))
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{hub.url}/user/alice/ws", headers={"Authorization": f"token {token}"},
-                                          autoclose=False) as ws:
-                await asyncio.wait_for(connected.wait(), 10)
-                writer = backend_writer[0]
-                writer.write(big[:50_000])
-                await writer.drain()
-                forwarder = hub.app[keys.PROXY]
-                tunnel = next(iter(forwarder._tunnels))
-                for _ in range(200):  # bounded: until the gateway has relayed part of the frame
-                    if not tunnel._frames.at_boundary:
-                        break
-                    await asyncio.sleep(0.01)
-                assert not tunnel._frames.at_boundary
-                assert forwarder.going_away() == 1
-                writer.write(big[50_000:] + frame(1, b"after the stop"))
-                await writer.drain()
-                msg = await ws.receive(timeout=10)
-                assert msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) == 100_000
-                msg = await ws.receive(timeout=10)
-                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
-    finally:
-        server.close()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{hub.url}/user/alice/ws", headers={"Authorization": f"token {token}"},
+                                      autoclose=False) as ws:
+            await half_relayed_frame(hub, ws_backend, ws, big)
+            assert hub.app[keys.PROXY].going_away() == 1
+            ws_backend.writer.write(big[50_000:] + frame(1, b"after the stop"))
+            await ws_backend.writer.drain()
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) == 100_000
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+
+
+async def test_going_away_cuts_a_frame_that_never_ends(hub, ws_backend):
+    """A backend that never finishes its frame does not hold the tunnel (nor the shutdown): the
+    client's connection is cut after a short grace, without a close frame inside the frame."""
+    token = await hub.new_token("alice")
+    big = frame(2, os.urandom(100_000))
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{hub.url}/user/alice/ws", headers={"Authorization": f"token {token}"},
+                                      autoclose=False) as ws:
+            tunnel = await half_relayed_frame(hub, ws_backend, ws, big)
+            hub.app[keys.PROXY].going_away()
+            msg = await ws.receive(timeout=20)  # bounded: the grace is a few seconds
+            assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR), msg
+            assert tunnel.done.done()

@@ -230,11 +230,11 @@ async def _with_keepalives(events: AsyncIterator[dict[str, Any]],
         while True:
             done, _ = await asyncio.wait({next_event, stop}, timeout=KEEPALIVE_SECONDS,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if stop in done:
-                return
             if not done:
                 yield None
                 continue
+            if next_event not in done:  # stopping (an event ready at the same time is still sent)
+                return
             try:
                 event = next_event.result()
             except StopAsyncIteration:
