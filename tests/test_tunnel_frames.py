@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import os
 import re
 
@@ -31,16 +32,13 @@ def frame(opcode: int, payload: bytes, masked: bool = False) -> bytes:
 
 STREAM = [frame(1, b"hi"), frame(2, os.urandom(300)), frame(2, os.urandom(70_000)), frame(9, b""),
           frame(1, b"x" * 125, masked=True), frame(1, b"y" * 126)]
+STREAM_ENDS = list(itertools.accumulate(len(f) for f in STREAM))  # where each frame ends in the stream
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1000, 65536, 10**6])
 def test_boundaries_found_whatever_the_chunking(size):
     data = b"".join(STREAM)
-    ends = set()
-    pos = 0
-    for f in STREAM:
-        pos += len(f)
-        ends.add(pos)
+    ends = set(STREAM_ENDS)
     frames = FrameBoundary()
     for start in range(0, len(data), size):
         chunk = data[start:start + size]
@@ -61,16 +59,11 @@ def test_bytes_to_the_next_boundary(size):
     """to_boundary says where the frame under way ends in the next chunk (the tunnel stops there
     to put its 1001 close frame), whatever the chunking, header splits included."""
     data = b"".join(STREAM)
-    ends = []
-    pos = 0
-    for f in STREAM:
-        pos += len(f)
-        ends.append(pos)
     frames = FrameBoundary()
     for start in range(0, len(data), size):
         chunk = data[start:start + size]
         end = frames.to_boundary(chunk)
-        following = [e for e in ends if e > start] if not frames.at_boundary else []
+        following = [e for e in STREAM_ENDS if e > start] if not frames.at_boundary else []
         expected = following[0] - start if following and following[0] - start <= len(chunk) else None
         assert end == (0 if frames.at_boundary else expected), (size, start)
         frames.feed(chunk)
