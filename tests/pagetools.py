@@ -9,12 +9,14 @@ so a test can hold a real start in its pending state and release it when it want
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -129,6 +131,18 @@ async def page_hub(start_hub):
         return await start_hub(configure, **fake_server_settings(**overrides))
 
     return start
+
+
+@contextlib.asynccontextmanager
+async def logged_in_session(hub, username: str, password: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """A browser-like session (its own cookie jar) logged in to ``hub`` through the login form."""
+    browser = Browser(hub.url)
+    try:
+        status, text, _ = await browser.login(username, password)
+        assert status == 302, text
+        yield browser.session
+    finally:
+        await browser.close()
 
 
 @pytest.fixture

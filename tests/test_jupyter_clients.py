@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-import aiohttp
 import pytest
 
 from gateway import keys
-from tests.pagetools import add_user, form_xsrf
+from tests.pagetools import add_user, logged_in_session
 from tests.servicetools import eventually
 
 PASSWORD = "correct horse battery"
@@ -89,12 +88,7 @@ async def test_singleuser_serves_jupyterlab(lab_hub):
         assert r.status == 403
 
     # a browser: login cookie, the lab page, then a cookie-authenticated write with the XSRF token
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.get(f"{hub.url}/hub/login") as r:
-            xsrf = form_xsrf(await r.text())
-        async with browser.post(f"{hub.url}/hub/login", data={"username": "kim", "password": PASSWORD, "_xsrf": xsrf},
-                                allow_redirects=False) as r:
-            assert r.status == 302
+    async with logged_in_session(hub, "kim", PASSWORD) as browser:
         async with browser.get(f"{hub.url}/user/kim/lab") as r:
             html = await r.text()
             assert r.status == 200 and "jupyter-config-data" in html
@@ -128,12 +122,7 @@ async def test_singleuser_own_oauth_login_through_the_hub(lab_hub):
     await start_lab(hub, "kim")
     await add_user(hub, "kim", PASSWORD)
     backend = (await hub.store.get_server((await hub.store.get_user("kim")).id, "")).url
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.get(f"{hub.url}/hub/login") as r:
-            xsrf = form_xsrf(await r.text())
-        async with browser.post(f"{hub.url}/hub/login", data={"username": "kim", "password": PASSWORD, "_xsrf": xsrf},
-                                allow_redirects=False) as r:
-            assert r.status == 302
+    async with logged_in_session(hub, "kim", PASSWORD) as browser:
         async with browser.get(f"{backend}/user/kim/lab", allow_redirects=False) as r:
             assert r.status == 302
             authorize = r.headers["Location"]

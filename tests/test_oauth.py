@@ -9,9 +9,8 @@ import re
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import aiohttp
 
-from tests.pagetools import Browser, add_user, form_xsrf
+from tests.pagetools import Browser, add_user, form_xsrf, logged_in_session
 from tests.servicetools import WHOAMI_SERVICE, eventually, managed, service_answers
 
 PASSWORD = "correct horse battery"
@@ -198,12 +197,7 @@ async def test_real_huboauth_service_logs_a_browser_in(start_hub):
     for name in ("whoami", "trusted"):
         await eventually(lambda: service_answers(hub, f"{name}/", admin))
     await add_user(hub, "alice", PASSWORD)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.get(f"{hub.url}/hub/login") as r:
-            xsrf = form_xsrf(await r.text())
-        async with browser.post(f"{hub.url}/hub/login", data={"username": "alice", "password": PASSWORD,
-                                                              "_xsrf": xsrf}) as r:
-            assert r.status == 200
+    async with logged_in_session(hub, "alice", PASSWORD) as browser:
         # trusted: straight through the hub's OAuth flow back to the service
         async with browser.get(f"{hub.url}/services/trusted/", max_redirects=10) as r:
             assert r.status == 200, await r.text()
