@@ -11,16 +11,15 @@ aiohttp's path (``ProxyForwarder.forward``) frames the same way.
 
 from __future__ import annotations
 
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Protocol
 
+from .http1 import phrase, plain_text_response
 from .proxy import ProxyForwarder, failure_answer
 from .proxy_headers import header_block, response_headers
 from .routing import Route
 from .upstream import UpstreamError
 
-__all__ = ["ResponseSink", "relay", "plain_text_response"]
+__all__ = ["ResponseSink", "relay"]
 
 # statuses whose responses carry no body (nor, from us, a Content-Length)
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -40,21 +39,6 @@ class ResponseSink(Protocol):
     def abort(self) -> None: ...
 
 
-def plain_text_response(status: int, text: str, *, keep_alive: bool) -> bytes:
-    """A complete text/plain response, as aiohttp writes its own error answers."""
-    body = text.encode()
-    close = b"" if keep_alive else b"Connection: close\r\n"
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s"
-            % (status, _phrase(status).encode(), len(body), formatdate(usegmt=True).encode(), close, body))
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
 async def relay(fwd: ProxyForwarder, door: ResponseSink, route: Route, request: bytes, method: str) -> tuple[int, int]:
     """Send a complete request (head and body) to the route's backend and write the whole
     response to ``door`` (a front-door connection); returns (status, body bytes written)."""
@@ -70,7 +54,7 @@ async def relay(fwd: ProxyForwarder, door: ResponseSink, route: Route, request: 
         door.write(plain_text_response(502, "Bad Gateway", keep_alive=door.keep_alive))
         return 502, 0
     kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=fwd.cookie_names(route))
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, (head.reason or _phrase(status)).encode("latin-1")),
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, (head.reason or phrase(status)).encode("latin-1")),
              header_block(kept)]
     if not door.keep_alive:
         parts.append(b"Connection: close\r\n")

@@ -29,8 +29,9 @@ from typing import Callable, Protocol
 from aiohttp import web
 
 from . import keys
-from .http1 import PlainRequest, parse_plain_request
+from .http1 import PlainRequest, parse_plain_request, plain_text_response
 from .httpstrict import server_handler_args
+from .proxy import STREAM_WRITE_HIGH
 
 __all__ = ["FrontDoor", "FrontDoorSite", "Lane", "Doors", "listening_site"]
 
@@ -39,9 +40,6 @@ log = logging.getLogger("gateway.frontdoor")
 MAX_HEAD = 16 * 1024  # larger heads are aiohttp's to refuse (431/414)
 MAX_BODY = 64 * 1024  # larger request bodies are streamed by aiohttp's path
 MAX_PENDING = 256 * 1024  # pipelined bytes buffered while a request is served
-WRITE_HIGH = 512 * 1024  # client write buffer while streaming a response
-INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                  b"Content-Length: 25\r\nConnection: close\r\n\r\n500 Internal Server Error")
 
 
 class Lane(Protocol):
@@ -207,7 +205,7 @@ class FrontDoor(asyncio.Protocol):
         """A large response follows: keep more of it queued towards the client."""
         self._streamed = True
         if self.transport is not None:
-            self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_HIGH // 4)
+            self.transport.set_write_buffer_limits(high=STREAM_WRITE_HIGH, low=STREAM_WRITE_HIGH // 4)
 
     def abort(self) -> None:
         """Cut the connection (a response that cannot be completed must show as truncated)."""
@@ -271,7 +269,7 @@ class FrontDoor(asyncio.Protocol):
         except Exception:
             log.exception("proxied request failed")
             if not self._wrote and not self._lost:
-                self.write(INTERNAL_ERROR)  # as aiohttp answers an unexpected failure
+                self.write(plain_text_response(500, "500 Internal Server Error", keep_alive=False))
                 self.close()
             else:
                 self.abort()

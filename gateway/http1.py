@@ -1,4 +1,5 @@
-"""Parsing HTTP/1.1 heads: a backend's responses, and the plain requests the front door takes.
+"""HTTP/1.1 heads: parsing a backend's responses and the plain requests the front door takes;
+writing the gateway's own short text answers.
 
 Pure functions, no I/O.
 
@@ -13,8 +14,11 @@ this is on the hot path of every proxied request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
 
-__all__ = ["MalformedHead", "ResponseHead", "parse_response_head", "PlainRequest", "parse_plain_request"]
+__all__ = ["MalformedHead", "ResponseHead", "parse_response_head", "PlainRequest", "parse_plain_request",
+           "plain_text_response", "phrase"]
 
 # allowed in a response head: visible ASCII, space, tab, obs-text, CR, LF
 _HEAD_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
@@ -189,3 +193,22 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
         method.decode("ascii"), target.decode("latin-1"), headers, host.decode("latin-1"), length,
         keep_alive, authorization.decode("latin-1") if authorization is not None else None, len(raw),
     )
+
+
+# ---------------------------------------------------------------- our own answers
+
+
+def plain_text_response(status: int, text: str, *, keep_alive: bool) -> bytes:
+    """A complete text/plain response, as aiohttp writes its own error answers."""
+    body = text.encode()
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s"
+            % (status, phrase(status).encode(), len(body), formatdate(usegmt=True).encode(), close, body))
+
+
+def phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` ("" for an unknown one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -396,3 +396,26 @@ async def test_stopping_lets_a_request_in_flight_finish(make_settings, backend):
     status, headers, body = split_response(raw)
     assert (status, body) == (200, b"late")
     assert headers["connection"] == ["close"]
+
+
+async def test_a_failure_in_the_lane_answers_500_and_closes(hub, backend):
+    """An unexpected error before any byte of the answer: 500 (as aiohttp answers), then the close."""
+    token = await mount(hub, backend)
+    doors = hub.site.doors
+    real = doors.lane
+
+    class Broken:
+        def wants(self, head):
+            return real.wants(head)
+
+        async def serve(self, door, head, body):
+            raise RuntimeError("a bug")
+
+    doors.lane = Broken()
+    try:
+        raw = await raw_exchange(port_of(hub), get("/user/alice/echo", token) * 2, responses=None, limit=5)
+    finally:
+        doors.lane = real
+    status, headers, body = split_response(raw)
+    assert (status, headers["connection"], body) == (500, ["close"], b"500 Internal Server Error")
+    assert raw.count(b"HTTP/1.1 ") == 1  # the pipelined second request is not answered on a broken connection
