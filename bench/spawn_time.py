@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import procs  # noqa: E402
-from gateway.spawner import ProcessSpawner, ServerSpec, SpawnerOptions  # noqa: E402
+from gateway.spawners import procs  # noqa: E402
+from gateway.spawners.base import ServerSpec, SpawnerOptions  # noqa: E402
+from gateway.spawners.local import ProcessSpawner  # noqa: E402
 
 KINDS = {
     "fake": (sys.executable, str(ROOT / "tests" / "fake_server.py")),

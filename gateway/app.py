@@ -15,42 +15,44 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys, security
-from gateway.activity import ActivityRecorder
-from gateway.auth import Authorizer, make_identity_middleware
-from gateway.bootstrap import sync_config
+from gateway import keys
+from gateway.auth import make_identity_middleware
 from gateway.config import Settings
 from gateway.errors import make_error_middleware
-from gateway.httpstrict import make_strict_middleware, server_handler_args
-from gateway.routes.proxied import body_limit
-from gateway.logs import access_log_args
-from gateway.redirects import make_base_spelling_middleware
+from gateway.identity.caches import Authorizer
+from gateway.ops.activity import ActivityRecorder
+from gateway.ops.bootstrap import sync_config
+from gateway.ops.logs import access_log_args
+from gateway.pages.redirects import make_base_spelling_middleware
+from gateway.proxy import body_limit
 from gateway.store import Store
+from gateway.vocab import security
+from gateway.wire.httpstrict import make_strict_middleware, server_handler_args
 
 log = logging.getLogger("gateway")
 
 # Modules with a setup(app) function, in the order their routes and contexts are added.
 CAPABILITIES = (
-    "gateway.metrics",  # first: sets app[METRICS] for the contexts below and times every hub request
+    "gateway.ops.metrics",  # first: sets app[METRICS] for the contexts below and times every hub request
     "gateway.routes.info",
     "gateway.routes.hub",
     "gateway.routes.users",
     "gateway.routes.tokens",
     "gateway.routes.groups",
     "gateway.routes.services",
-    "gateway.routes.proxied",
+    "gateway.proxy",
     "gateway.routes.servers",
-    "gateway.managed_services",  # service routes and processes (after the proxy's route table exists)
+    "gateway.services.managed",  # service routes and processes (after the proxy's route table exists)
     "gateway.routes.oauth",
     "gateway.routes.shares",
-    "gateway.authenticators",
-    "gateway.pagekit",
-    "gateway.routes.login",
-    "gateway.routes.pages",
-    "gateway.routes.spawn",
-    "gateway.routes.admin",
-    "gateway.routes.accept_share",
-    "gateway.culler",  # after servers: its context stops before the ServerManager closes
+    "gateway.authenticators.builtin",
+    "gateway.pages.kit",
+    "gateway.pages.login",
+    "gateway.pages.home",
+    "gateway.pages.spawn",
+    "gateway.pages.admin",
+    "gateway.pages.accept_share",
+    "gateway.ops.culler",  # after servers: its context stops before the ServerManager closes
 )
 
 

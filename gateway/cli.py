@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 
 from gateway import __version__, keys
 from gateway.config import ConfigError, Settings, generate_config, load_settings, parse_overrides
-from gateway.lifecycle import AlreadyRunning, acquire_database_lock, release_database_lock
-from gateway.logs import configure_logging, set_level
-from gateway.security import InsecureSecretFile
+from gateway.ops.lifecycle import AlreadyRunning, acquire_database_lock, release_database_lock
+from gateway.ops.logs import configure_logging, set_level
+from gateway.vocab.security import InsecureSecretFile
 
 log = logging.getLogger("gateway")
 
@@ -97,7 +97,7 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
     from aiohttp import web
 
     from gateway.app import create_app
-    from gateway.frontdoor import listening_site
+    from gateway.wire.frontdoor import listening_site
 
     lock = acquire_database_lock(settings.db_path)
     try:
@@ -171,7 +171,7 @@ def _shutdown_function(app, stop: asyncio.Event) -> Callable[..., None]:
 
 
 async def _reload(app, reload_config: Callable[[], Settings]) -> None:
-    from gateway.lifecycle import reload_settings
+    from gateway.ops.lifecycle import reload_settings
 
     log.info("SIGHUP: reloading configuration")
     try:
@@ -267,9 +267,9 @@ def token_command(argv: list[str]) -> int:
 
 
 async def _new_token(settings: Settings, raw_name: str, note: str, expires_in: int | None) -> int:
-    from gateway.bootstrap import sync_config
-    from gateway.names import normalize_username
+    from gateway.ops.bootstrap import sync_config
     from gateway.store import Store
+    from gateway.vocab.names import normalize_username
 
     store = await Store.open(settings.db_path)
     try:
@@ -356,11 +356,11 @@ def set_password_command(argv: list[str]) -> int:
 
 async def _set_password(settings: Settings, raw_name: str, password: str, create: bool, admin: bool,
                         end_sessions: bool) -> int:
-    from gateway.authenticators import set_user_password
-    from gateway.bootstrap import sync_config
+    from gateway.authenticators.builtin import set_user_password
     from gateway.errors import ApiError
-    from gateway.names import normalize_username, validate_username
+    from gateway.ops.bootstrap import sync_config
     from gateway.store import Store
+    from gateway.vocab.names import normalize_username, validate_username
 
     name = normalize_username(raw_name, settings)
     if not validate_username(name, settings):

@@ -760,3 +760,13 @@ def generate_config() -> str:
         lines.append(f"# c.{key.section}.{key.name} = {_render_default(key)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def hub_api_url(settings: Settings) -> str:
+    """Where local servers and services reach the hub's REST API (loopback when listening on all addresses)."""
+    host = settings.listen_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.listen_port}{settings.api_prefix.rstrip('/')}"

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from gateway import JUPYTERHUB_API_VERSION, keys
-from gateway.logs import loggable_url
+from gateway import JUPYTERHUB_API_VERSION
 from gateway.store import StoreError
+from gateway.vocab.scrub import loggable_url
 
 log = logging.getLogger("gateway.errors")
 
@@ -130,4 +130,4 @@ async def _render(request: web.Request, api: bool, status: int, message: str | N
     return response
 
 
-__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "ERROR_PAGE", "MISSING_CREDENTIALS", "keys"]
+__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "ERROR_PAGE", "MISSING_CREDENTIALS"]

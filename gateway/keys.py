@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.auth import Authorizer
-    from gateway.config import Settings
-    from gateway.models import Identity
-    from gateway.security import CookieCipher
-    from gateway.store import Store
+    from gateway.config import Settings  # noqa: F401 (named in the keys' type strings)
+    from gateway.identity.caches import Authorizer  # noqa: F401
+    from gateway.store import Store  # noqa: F401
+    from gateway.vocab.models import Identity  # noqa: F401
+    from gateway.vocab.security import CookieCipher  # noqa: F401
 
 SETTINGS = web.AppKey("settings", "Settings")
 STORE = web.AppKey("store", "Store")
@@ -25,7 +25,7 @@ COOKIE_SECRET = web.AppKey("cookie_secret", bytes)
 SERVERS = web.AppKey("servers", Any)
 ROUTES = web.AppKey("routes", Any)
 PROXY = web.AppKey("proxy", Any)
-FRONT_LANE = web.AppKey("front_lane", Any)  # gateway.frontdoor.Lane for plain proxied requests
+FRONT_LANE = web.AppKey("front_lane", Any)  # gateway.wire.frontdoor.Lane for plain proxied requests
 FRONT_DRAINS = web.AppKey("front_drains", set)  # front doors finishing their requests at shutdown
 AUTHENTICATOR = web.AppKey("authenticator", Any)
 SERVICES = web.AppKey("services", Any)

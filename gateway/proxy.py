@@ -1,456 +1,422 @@
-"""Forward one authorised request to its backend: streamed HTTP or a websocket tunnel.
+"""``/user/<name>/[<server>/]...`` and ``/services/<name>/...``: who may pass, then forward.
 
-The caller (the ``/user/...`` and ``/services/...`` handler) has already
-chosen the :class:`~gateway.routing.Route` from the canonical path and checked
-that the caller may use it; :meth:`ProxyForwarder.forward` only moves bytes:
+One function (``authorize_proxied``) decides for HTTP and websocket upgrades alike, before
+any connection to a backend, on the same canonical target that chose the route:
 
-* the raw path and query go to the backend unchanged (an absolute-form target
-  is reduced to its path: never a forward proxy);
-* headers are rewritten by :mod:`gateway.proxy_headers` (hop-by-hop stripped,
-  ``Host`` kept, ``X-Forwarded-*`` added, ``Authorization`` replaced by the
-  route's secret on user routes and passed through on service routes,
-  gateway cookies removed both ways);
-* bodies stream both ways through bounded buffers, never decoded;
-* a backend that refuses, resets or dies answers 503 at once, a silent one
-  504, a malformed answer 502, and ``on_backend_error(route)`` is called so
-  the server manager can look at the server;
-* every proxied request and every relayed websocket chunk calls
-  ``on_activity(route)``: it must be cheap and do no I/O.
+- identity: ``Authorization: token|bearer``, the login cookie, or ``?token=`` on websocket
+  upgrades only (removed from the query before it reaches the backend); the server's own
+  secret is not a visitor's credential (JupyterLab sends it back from its page config), so a
+  request carrying it is judged by the login cookie;
+- users' servers need ``access:servers`` for that server (``!server=u/s``, ``!user=u``, a
+  group holding u, or unfiltered); services need ``access:services`` for that service;
+- no credentials: 403 JSON for API-looking requests, a login redirect for browsers;
+  without access: 403 when the server runs, 404 when it does not (existence hidden);
+  the owner of a stopped server: 424 JSON, or the hub's not-running page for browsers;
+- cookie-authenticated traffic (jupyter-server trusts every token-authenticated request, and
+  every proxied request is token-authenticated from its point of view): state-changing
+  methods need the XSRF token bound to the session and the server's prefix (JupyterLab
+  sends it as X-XSRFToken from the ``_xsrf`` cookie the gateway sets on that path),
+  websocket upgrades need an Origin equal to the gateway's own, and cross-site
+  non-navigation reads are refused (XSSI).
 
-Hot path budget: a small request costs one header scan, one write and one
-read on a pooled backend connection; nothing is logged per request.
-
-Wiring sketch (the app owns identity and scopes)::
-
-    async def forwarder_ctx(app):
-        app[FORWARDER] = ProxyForwarder(gateway_cookie_names=frozenset({...}),
-            max_body_size=..., connect_timeout=5, read_timeout=...,
-            on_activity=servers.note_activity, on_backend_error=servers.check_soon)
-        yield
-        await app[FORWARDER].close()
-
-    async def handle(request):                      # "/user/{tail:.*}", "/services/{tail:.*}"
-        target = canonical_target(request.raw_path, base_url)   # BadPath -> 400
-        route = routes.lookup(*target)                           # None -> 404 / 424
-        ...authorize access:servers on (route.user, route.server_name)...
-        return await request.app[FORWARDER].forward(request, route)
-
-Run the app with ``**httpstrict.server_handler_args()`` and its middleware.
+Services differ on purpose (as behind JupyterHub's proxy): the gateway decides who may reach
+them (``access:services``) but does not stand in for them. A service receives the caller's own
+``Authorization`` and cookies (the gateway's login cookie excepted) and the raw query, and
+authenticates callers itself (``HubAuth``/``HubOAuth`` ask ``/hub/api/user``, browsers log in
+through the hub's OAuth provider). So the gateway sets no ``_xsrf`` cookie there and checks no
+XSRF token (HubOAuth sets and checks its own); the Origin rules still apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
-from multidict import CIMultiDict
 
-from .proxy_headers import build_request_head, header_block, response_headers
-from .rawresponse import RawResponse
-from .routing import BadPath, Route, origin_form
-from .tunnel import Tunnel
-from .upstream import (
-    BackendTimeout,
-    BackendUnavailable,
-    BadResponse,
-    ResponseHead,
-    UpstreamConnection,
-    UpstreamError,
-)
-from .upstream_pool import UpstreamPool
-
-__all__ = ["ProxyForwarder"]
+from gateway import keys
+from gateway.auth import AUTH_HEADER, is_websocket_upgrade, presented_xsrf, resolve_identity
+from gateway.errors import MISSING_CREDENTIALS, api_error_response
+from gateway.identity.caches import SESSION_COOKIE, XSRF_COOKIE
+from gateway.ops.logs import ACCESS_LOGGER, proxied_level, write_access_line
+from gateway.store import StoreError
+from gateway.vocab.models import Identity
+from gateway.vocab.scrub import loggable_url
+from gateway.vocab.security import constant_time_equals
+from gateway.wire.door_relay import relay
+from gateway.wire.forward import ProxyForwarder, slash_redirect
+from gateway.wire.http1 import PlainRequest
+from gateway.wire.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
+from gateway.wire.routing import BadPath, Route, RouteTable, canonical_target, origin_form
 
 log = logging.getLogger("gateway.proxy")
 
-# bodies up to this size are read whole and sent with the head in one write
-SMALL_BODY = 64 * 1024
-# client write buffer while streaming a response (per connection, bounded)
-STREAM_WRITE_HIGH = 512 * 1024
-# how often a websocket handshake waiting for its backend looks whether the client is still there
-CLIENT_CHECK_SECONDS = 0.5
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PROXY_CONNECT_TIMEOUT = 5.0
+PROXY_READ_TIMEOUT = 300.0  # long-polling and slow notebook saves; websockets have no read timeout
 
 
-class _ClientGone(Exception):
-    """The client closed its connection while its request waited for the backend."""
+class Refusal(Exception):
+    """An answer the gateway gives instead of forwarding."""
+
+    def __init__(self, response: web.StreamResponse):
+        self.response = response
 
 
-# what the gateway answers when the backend fails before the response head
-_FAILURES: dict[type[UpstreamError], tuple[int, str]] = {
-    BackendUnavailable: (503, "Service Unavailable: the server is not responding"),
-    BackendTimeout: (504, "Gateway Timeout: the server did not answer in time"),
-    BadResponse: (502, "Bad Gateway"),
-}
-_HTTP_FAILURES = {503: web.HTTPServiceUnavailable, 504: web.HTTPGatewayTimeout, 502: web.HTTPBadGateway}
+def looks_like_api(request: web.Request, rest: str) -> bool:
+    """JupyterHub's test: a path segment 'api', or JSON preferred over HTML, or not a plain GET."""
+    if "api" in rest.split("/") or is_websocket_upgrade(request):
+        return True
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return True
+    return request.method not in ("GET", "HEAD")
 
 
-def failure_answer(exc: UpstreamError) -> tuple[int, str]:
-    """(status, text) for a backend that failed before its response head."""
-    return _FAILURES.get(type(exc), (502, "Bad Gateway"))
+def refuse(status: int, message: str | None) -> Refusal:
+    return Refusal(api_error_response(status, message))
 
 
-async def _head_while_client_waits(client_gone: Callable[[], bool], conn: UpstreamConnection) -> ResponseHead:
-    """The backend's answer to a websocket handshake, unless the client gives up first.
+def own_origin(request: web.Request) -> str:
+    public = request.app[keys.SETTINGS].public_url
+    if public:
+        parts = public.rstrip("/").split("/")
+        return "/".join(parts[:3])
+    return f"{request.scheme}://{request.host}"
 
-    A backend may hold a handshake for long (jupyter-server holds a kernel's until the kernel
-    answers) and a client may give up meanwhile (JupyterLab closes the sockets of a session it
-    replaced). aiohttp does not cancel handlers of vanished clients, and an upgrade request has
-    no body whose end would tell, so the client's transport is looked at now and then; without
-    that the backend connection and this handler would stay until the read timeout.
-    Handshakes are rare, so plain requests (the hot path) do not pay for the extra task.
-    """
-    head = asyncio.ensure_future(conn.read_head())
+
+def check_browser_rules(request: web.Request, identity: Identity, route: Route) -> None:
+    """Cookie-authenticated requests only: XSRF for writes, exact Origin for upgrades, no XSSI."""
+    if identity.via != "cookie":
+        return
+    fetch_site = request.headers.get("Sec-Fetch-Site", "")
+    fetch_mode = request.headers.get("Sec-Fetch-Mode", "")
+    if is_websocket_upgrade(request):
+        if request.headers.get("Origin") != own_origin(request):
+            raise refuse(403, "Cross-origin websocket connections are not allowed")
+        return
+    if request.method in SAFE_METHODS:
+        if fetch_site == "cross-site" and fetch_mode not in ("navigate", ""):
+            raise refuse(403, "Cross-site requests are not allowed")
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != own_origin(request):
+        raise refuse(403, "Cross-origin requests are not allowed")
+    if route.kind == "service":
+        return  # the service checks its own XSRF token (HubOAuth), bound to its own cookie
+    authorizer = request.app[keys.AUTHORIZER]
+    if not authorizer.check_xsrf(identity, presented_xsrf(request), route.prefix):
+        raise refuse(403, "'_xsrf' argument missing or invalid")
+
+
+def xsrf_cookie(request: web.Request, identity: Identity, prefix: str) -> tuple[str, ...]:
+    """Set our XSRF token as the ``_xsrf`` cookie on the server's path (what JupyterLab reads)."""
+    if identity.via != "cookie" or identity.session_id is None:
+        return ()
+    token = request.app[keys.AUTHORIZER].xsrf_token(identity.session_id, prefix)
+    if request.cookies.get(XSRF_COOKIE) == token:
+        return ()
+    secure = "; Secure" if request.secure else ""
+    return (f"{XSRF_COOKIE}={token}; Path={prefix}; SameSite=Lax{secure}",)
+
+
+def backend_target(request: web.Request, route: Route | None = None) -> str:
+    """The target sent to the backend: the raw one, minus a ``token`` query parameter (our credential)
+    on user routes; services get it as sent (they authenticate the caller themselves)."""
+    return without_token_param(origin_form(request.raw_path), route)
+
+
+def without_token_param(target: str, route: Route | None) -> str:
+    path, _, query = target.partition("?")
+    if "token" not in query or (route is not None and route.kind == "service"):
+        return target
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k != "token"]
+    if len(kept) == len(pairs):
+        return target
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+def redirect(location: str) -> web.Response:
+    """A 302 with the Location exactly as built (web.HTTPFound would re-encode the query)."""
+    return web.Response(status=302, headers={"Location": location})
+
+
+def login_redirect(request: web.Request) -> Refusal:
+    settings = request.app[keys.SETTINGS]
+    next_url = quote(backend_target(request), safe="")  # never carry a ?token= into next=
+    return Refusal(redirect(f"{settings.hub_prefix}login?next={next_url}"))
+
+
+async def authorize_proxied(request: web.Request, kind: str, name: str, rest: str, route: Route | None) -> Identity:
+    """Raise Refusal unless the caller may reach this route (or learn that it is not running)."""
+    # A server's own secret is its credential towards the hub, never a visitor's towards the server:
+    # jupyterhub-singleuser puts it in JupyterLab's page config, so browsers send it back. Those
+    # requests are judged by the visitor's login cookie instead (so revoking a share ends them at once).
+    secret = route.secret if route is not None and route.kind == "user" else None
+    identity = await resolve_identity(request, allow_query_token=True, not_a_credential=secret)
+    request[keys.IDENTITY] = identity  # for the access log
+    app = request.app
+    if identity.anonymous:
+        if looks_like_api(request, rest):
+            raise refuse(403, MISSING_CREDENTIALS)
+        raise login_redirect(request)
+    if kind == "services":
+        if route is None or not await may_reach(app, identity, kind, name, ""):
+            raise refuse(403 if route is not None else 404, "No access to resources or resources not found")
+        return identity
+    server_name = route.server_name if route is not None else await stopped_server_name(request, name, rest)
+    if not await may_reach(app, identity, kind, name, server_name):
+        if route is not None:
+            raise refuse(403, "Action is not authorized with current scopes; requires any of [access:servers]")
+        raise refuse(404, "No access to resources or resources not found")
+    if route is None:
+        raise not_running(request, name, server_name, rest, looks_like_api(request, rest))
+    return identity
+
+
+async def may_reach(app: web.Application, identity: Identity, kind: str, name: str, server_name: str) -> bool:
+    """``access:services`` for that service, or ``access:servers`` for that user's server."""
+    if kind == "services":
+        return identity.scopes.check(["access:services"], service=name) == "ok"
+    groups = await app[keys.AUTHORIZER].groups_of(name)
+    return identity.scopes.check(["access:servers"], user=name, server=f"{name}/{server_name}",
+                                 user_groups=groups) == "ok"
+
+
+async def stopped_server_name(request: web.Request, user_name: str, rest: str) -> str:
+    """Which server a request for a non-running route meant: a named one if the first segment names it."""
+    first = rest.lstrip("/").split("/", 1)[0]
+    if not first or not request.app[keys.SETTINGS].allow_named_servers:
+        return ""
+    store = request.app[keys.STORE]
+    user = await store.get_user(user_name)
+    if user is not None and await store.get_server(user.id, first) is not None:
+        return first
+    return ""
+
+
+def not_running(request: web.Request, user_name: str, server_name: str, rest: str, api: bool) -> Refusal:
+    settings = request.app[keys.SETTINGS]
+    path = origin_form(request.raw_path).partition("?")[0]
+    spawn = f"{settings.hub_prefix}spawn/{quote(user_name, safe='@~')}" + (f"/{server_name}" if server_name else "")
+    if api:
+        return refuse(424, f"JupyterHub server no longer running at {path}. Restart the server at {spawn}")
+    # the client may spell base_url otherwise (``/a@b/`` for ``/a%40b/``): skip it by segments
+    segments = settings.base_route.count("/")
+    hub_path = settings.hub_prefix + backend_target(request).split("/", segments)[-1]
+    return Refusal(redirect(hub_path))
+
+
+async def proxied(request: web.Request) -> web.StreamResponse:
+    """The handler of every /user/... and /services/... request (reached through proxy_fast_path)."""
+    settings = request.app[keys.SETTINGS]
+    problem = check_request(request, settings.proxy_max_body_size)
+    if problem is not None:
+        raise problem
     try:
-        while True:  # bounded: read_head ends with BackendTimeout after the read timeout
-            done, _ = await asyncio.wait((head,), timeout=CLIENT_CHECK_SECONDS)
-            if done:
-                return head.result()
-            if client_gone():
-                raise _ClientGone
+        target = canonical_target(request.raw_path, settings.base_url)
+    except BadPath as e:
+        return api_error_response(400, f"Bad request path: {e}")
+    if target is None:
+        return api_error_response(404, None)
+    kind, name, rest = target
+    routes: RouteTable = request.app[keys.ROUTES]
+    route = routes.lookup(kind, name, rest)
+    if rest == "" and route is not None:  # /user/alice -> /user/alice/ (never carrying ?token= along)
+        query = backend_target(request).partition("?")[2]
+        return redirect(route.prefix + ("?" + query if query else ""))
+    try:
+        identity = await authorize_proxied(request, kind, name, rest, route)
+        assert route is not None
+        check_browser_rules(request, identity, route)
+    except Refusal as refusal:
+        return refusal.response
+    except StoreError as e:  # a cache miss met a database that cannot answer
+        log.error("Cannot check access to %s: %s", loggable_url(request.raw_path), e)
+        return api_error_response(503, str(e))
+    metrics = request.app.get(keys.METRICS)
+    forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request, route),
+                                              set_cookies=xsrf_cookie(request, identity, route.prefix)
+                                              if route.kind == "user" else ())
+    if metrics is None:
+        return await forward
+    websocket = is_websocket_upgrade(request)
+    if websocket:
+        metrics.websocket_opened()
+    response: web.StreamResponse | None = None
+    status = 500
+    try:
+        response = await forward
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
     finally:
-        if not head.done():
-            head.cancel()
-
-
-class ProxyForwarder:
-    """Owns the pooled backend connections; create and close it in a cleanup_ctx."""
-
-    def __init__(
-        self,
-        *,
-        gateway_cookie_names: frozenset[str],
-        max_body_size: int,
-        connect_timeout: float,
-        read_timeout: float,
-        on_activity: Callable[[Route], None],
-        on_backend_error: Callable[[Route], None],
-        service_cookie_names: frozenset[str] | None = None,
-    ) -> None:
-        self._cookies_str = frozenset(gateway_cookie_names)
-        self._cookies_bytes = frozenset(n.encode("latin-1") for n in gateway_cookie_names)
-        # services run their own cookie auth and XSRF (HubOAuth): they may see and set more of them
-        service_cookies = self._cookies_str if service_cookie_names is None else frozenset(service_cookie_names)
-        self._service_cookies_str = service_cookies
-        self._service_cookies_bytes = frozenset(n.encode("latin-1") for n in service_cookies)
-        self.max_body_size = max_body_size
-        self.read_timeout = read_timeout
-        self._on_activity = on_activity
-        self._on_backend_error = on_backend_error
-        self._pool = UpstreamPool(connect_timeout=connect_timeout, read_timeout=read_timeout)
-        self._targets: dict[str, tuple[str, int]] = {}
-        self._tunnels: set[Tunnel] = set()
-
-    def going_away(self) -> int:
-        """Close every websocket tunnel with 1001 (going away) to its client; returns how many."""
-        tunnels = list(self._tunnels)
-        for tunnel in tunnels:
-            tunnel.going_away()
-        return len(tunnels)
-
-    async def close(self) -> None:
-        """Close every backend connection and websocket tunnel."""
-        self.going_away()
-        await self._pool.close()
-
-    def _address(self, target: str) -> tuple[str, int]:
-        addr = self._targets.get(target)
-        if addr is None:
-            parts = urlsplit(target)
-            if parts.scheme != "http" or not parts.hostname:
-                raise ValueError(f"unsupported backend target {target!r}")
-            addr = (parts.hostname, parts.port or 80)
-            self._targets[target] = addr
-        return addr
-
-    async def forward(
-        self,
-        request: web.Request,
-        route: Route,
-        *,
-        target: str | None = None,
-        set_cookies: tuple[str, ...] = (),
-    ) -> web.StreamResponse:
-        """Proxy ``request`` to ``route``'s backend and return the response.
-
-        ``target`` replaces the request target sent to the backend (the caller
-        strips credentials from the query); ``set_cookies`` are Set-Cookie
-        values added to the response (the gateway's own XSRF cookie).
-        Raises web.HTTPException subclasses for answers the gateway makes
-        itself (400, 413, 502, 503, 504) so the app's error pages apply.
-        """
-        try:
-            target = target or origin_form(request.raw_path)
-        except BadPath:
-            raise web.HTTPBadRequest(text="Bad request target") from None
-        redirect = slash_redirect(target, route.prefix)
-        if redirect is not None:
-            raise web.HTTPFound(redirect)
-        length = request.content_length
-        if length is not None and length > self.max_body_size:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=self.max_body_size, actual_size=length
-            )
-        headers = request.headers
-        upgrade = headers.get("Upgrade")
-        websocket = (
-            upgrade is not None
-            and upgrade.lower() == "websocket"
-            and request.method == "GET"
-            and any(t.strip() == "upgrade" for t in headers.get("Connection", "").lower().split(","))
-        )
-        body: bytes | None = None
-        chunked = False
         if websocket:
-            length = None
-        elif length == 0:
-            body = b""
-        elif length is not None:
-            if length <= SMALL_BODY:
-                body = await self._read_small(request, length)
-        elif request.body_exists:
-            chunked = True
-        head = self.request_head(route, request.method, target, request.raw_headers, host=request.host,
-                                 peer=request.remote or "", scheme=request.scheme, content_length=length,
-                                 chunked=chunked, websocket=websocket)
-        if body:
-            head += body
-        streamed = not websocket and body is None and (length or chunked)
-        method = request.method
+            metrics.websocket_closed()
+        if response is not None:
+            status = response.status
+        metrics.proxy_request(status, request.content_length or 0, response.body_length if response is not None else 0)
+
+
+class ProxyLane:
+    """The proxy's lane for front doors (:mod:`gateway.wire.frontdoor`).
+
+    It serves a plain request when the request carries a token in its Authorization header and
+    that token may reach a running route (:func:`may_reach`, the policy ``authorize_proxied``
+    applies). Every other case returns False before anything is sent, and aiohttp's path
+    (``proxied``) answers it: login cookies (XSRF, Origin and the ``_xsrf`` cookie), a server's
+    own secret presented back, refusals, redirects, the not-running answers, a database that
+    cannot answer. A token-authenticated request needs none of the browser rules."""
+
+    def __init__(self, app: web.Application) -> None:
+        settings = app[keys.SETTINGS]
+        self.app = app
+        self.base_url = settings.base_url
+        # both spellings of a base_url with percent-escapes (canonical_target reads either)
+        self.prefixes = tuple({base + kind for base in (settings.base_url, settings.base_route)
+                               for kind in ("user/", "services/")})
+        self.max_body = settings.proxy_max_body_size
+        self.authorizer = app[keys.AUTHORIZER]
+        self.routes: RouteTable = app[keys.ROUTES]
+        self.forwarder: ProxyForwarder = app[keys.PROXY]
+        self.access_log = logging.getLogger(ACCESS_LOGGER)
+        self.loop = asyncio.get_running_loop()
+
+    def wants(self, head: PlainRequest) -> bool:
+        return (head.authorization is not None and head.target.startswith(self.prefixes)
+                and (head.content_length or 0) <= self.max_body and len(head.target) <= MAX_URL
+                and head.size <= MAX_HEADER_BLOCK)
+
+    async def serve(self, door, head: PlainRequest, body: bytes) -> bool:
+        started = self.loop.time()
+        match = AUTH_HEADER.match(head.authorization or "")
+        if match is None:
+            return False
+        token = match.group(1)
         try:
-            conn, resp_head = await self._exchange(
-                route, head, method, websocket=websocket,
-                send_body=(lambda conn: self._send_body(request, conn, length)) if streamed else None,
-                client_gone=(lambda: request.transport is None or request.transport.is_closing()) if websocket else None,
-            )
-        except _ClientGone:
-            return web.Response(status=499, reason="Client Closed Request")  # nobody reads it
-        except UpstreamError as exc:
-            status, text = failure_answer(exc)
-            raise _HTTP_FAILURES[status](text=text) from None
-        if resp_head.status == 101:
-            if websocket:
-                return await self._tunnel(request, route, conn, resp_head)
-            conn.abort()
-            raise web.HTTPBadGateway(text="Bad Gateway")
-        return await self._respond(request, route, conn, resp_head, set_cookies)
-
-    async def _exchange(
-        self,
-        route: Route,
-        head: bytes,
-        method: str,
-        *,
-        websocket: bool = False,
-        send_body: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
-        client_gone: Callable[[], bool] | None = None,
-    ) -> tuple[UpstreamConnection, ResponseHead]:
-        """Send ``head`` (with a small body, or then ``send_body``) to the route's backend; return
-        the connection and the response head. Raises UpstreamError (after telling
-        ``on_backend_error``) or _ClientGone."""
-        host, port = self._address(route.target)
-        # one retry when a reused keep-alive connection turns out dead before
-        # any response byte (the backend closed it while idle) and the request
-        # can safely be sent twice
-        conn: UpstreamConnection | None = None
-        for attempt in (0, 1):
-            try:
-                if websocket:
-                    conn = await self._pool.connect(host, port)
-                else:
-                    conn = await self._pool.acquire(host, port)
-                conn.start(head, no_body=method == "HEAD")
-                if send_body is not None:
-                    await send_body(conn)
-                if client_gone is not None:
-                    resp_head = await _head_while_client_waits(client_gone, conn)
-                else:
-                    resp_head = await conn.read_head()
-                self._on_activity(route)
-                return conn, resp_head
-            except BackendUnavailable:
-                if attempt == 0 and _stale_reuse(conn) and send_body is None and method in _IDEMPOTENT:
-                    continue
-                self._backend_failed(route, "unavailable")
-                raise
-            except BackendTimeout:
-                self._backend_failed(route, "timed out")
-                raise
-            except BadResponse as exc:
-                log.warning("bad response from %s: %s", route.prefix, exc)
-                raise
-            except BaseException:
-                if conn is not None:
-                    conn.abort()
-                raise
-        raise AssertionError("unreachable")
-
-    def request_head(self, route: Route, method: str, target: str, raw_headers, *, host: str, peer: str,
-                     scheme: str, content_length: int | None, chunked: bool = False,
-                     websocket: bool = False) -> bytes:
-        """The head sent to the route's backend (see :func:`build_request_head`): a service gets
-        the caller's own credentials (it asks the hub who they are); a user server gets only its
-        secret (its visitors' tokens never reach user code)."""
-        service = route.kind == "service"
-        return build_request_head(
-            method, target, raw_headers, host=host, forwarded_for=peer, forwarded_proto=scheme,
-            secret=None if service else route.secret,
-            gateway_cookies=self._service_cookies_bytes if service else self._cookies_bytes,
-            content_length=content_length, chunked=chunked, websocket=websocket,
-        )
-
-    # -- for front doors (gateway.door_relay) ----------------------------------
-    async def exchange(self, route: Route, request: bytes, method: str) -> tuple[UpstreamConnection, ResponseHead]:
-        """Send a complete request (head and small body); the connection and the response head."""
-        return await self._exchange(route, request, method)
-
-    def cookie_names(self, route: Route) -> frozenset[str]:
-        return self._cookie_names(route)
-
-    def backend_failed(self, route: Route, what: str) -> None:
-        self._backend_failed(route, what)
-
-    async def _read_small(self, request: web.Request, length: int) -> bytes:
+            target = canonical_target(head.target, self.base_url)
+        except BadPath:
+            return False
+        if target is None or target[2] == "":
+            return False
+        kind, name, rest = target
+        route = self.routes.lookup(kind, name, rest)
+        if route is None or route.kind == "user" and route.secret and constant_time_equals(token, route.secret):
+            return False
         try:
-            async with asyncio.timeout(self.read_timeout):
-                return await request.content.readexactly(length)
-        except (asyncio.IncompleteReadError, TimeoutError):
-            raise web.HTTPBadRequest(text="Incomplete request body") from None
-
-    async def _send_body(self, request: web.Request, conn: UpstreamConnection, length: int | None) -> None:
-        """Stream the client's body to the backend (re-chunked if it came chunked)."""
-        content = request.content
-        limit = self.max_body_size
-        sent = 0
-        while True:
-            try:
-                async with asyncio.timeout(self.read_timeout):
-                    chunk = await content.readany()
-            except TimeoutError:
-                conn.abort()
-                raise web.HTTPRequestTimeout(text="Request body too slow") from None
-            if not chunk:
-                break
-            sent += len(chunk)
-            if sent > limit:
-                conn.abort()
-                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=sent)
-            if conn.got_bytes:
-                # the backend answered before taking the whole body: stop
-                # sending, and never reuse this out-of-step connection
-                conn.dirty = True
-                return
-            if length is None:
-                conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                conn.write(chunk)
-            conn.touch()
-            await conn.drain()
-        if length is None:
-            conn.write(b"0\r\n\r\n")
-        elif sent != length:
-            conn.abort()
-            raise web.HTTPBadRequest(text="Incomplete request body")
-
-    async def _respond(
-        self,
-        request: web.Request,
-        route: Route,
-        conn: UpstreamConnection,
-        head: ResponseHead,
-        set_cookies: tuple[str, ...] = (),
-    ) -> web.StreamResponse:
-        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
-        for cookie in set_cookies:
-            kept.append(("Set-Cookie", cookie))
-        if conn.body_complete():
-            # the common small case: one write, backend headers verbatim
-            body = conn.take_body()
-            conn.release()
-            return RawResponse(head.status, head.reason, header_block(kept), body, length=head.length)
-        resp = web.StreamResponse(status=head.status, reason=head.reason or None, headers=CIMultiDict(kept))
-        if head.length is not None:
-            resp.content_length = head.length
-        if request.transport is not None:
-            # keep the pipe to the client full: with asyncio's 64 KiB default
-            # every 256 KiB piece waits for the socket to drain to 16 KiB
-            request.transport.set_write_buffer_limits(high=STREAM_WRITE_HIGH, low=STREAM_WRITE_HIGH // 4)
-        try:
-            await resp.prepare(request)
-        except ConnectionError:
-            conn.abort()
-            return resp
-        try:
-            while True:
-                chunk = await conn.read_chunk()
-                if not chunk:
-                    break
-                await resp.write(chunk)
-        except UpstreamError as exc:
-            # the client has the head already: cut its connection so that the
-            # truncation shows, instead of ending the body cleanly
-            self._backend_failed(route, f"failed mid-response ({exc})")
-            conn.abort()
-            if request.transport is not None:
-                request.transport.close()
-            return resp
-        except ConnectionError:
-            conn.abort()  # the client went away
-            return resp
-        except BaseException:
-            conn.abort()
-            raise
-        conn.release()
-        await resp.write_eof()
-        return resp
-
-    async def _tunnel(
-        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead
-    ) -> web.StreamResponse:
-        hdrs = CIMultiDict(
-            response_headers(
-                head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route), upgrade=True
-            )
-        )
-        resp = web.StreamResponse(status=101, reason=head.reason or "Switching Protocols", headers=hdrs)
-        tunnel = Tunnel(request, conn, route, self._on_activity)
-        self._tunnels.add(tunnel)
-        try:
-            try:
-                await resp.prepare(request)
-            except ConnectionError:
-                return resp
-            tunnel.start(request)
-            await tunnel.done
-        finally:
-            tunnel.close()
-            self._tunnels.discard(tunnel)
-        return resp
-
-    def _cookie_names(self, route: Route) -> frozenset[str]:
-        return self._service_cookies_str if route.kind == "service" else self._cookies_str
-
-    def _backend_failed(self, route: Route, what: str) -> None:
-        log.warning("backend for %s %s", route.prefix, what)
-        try:
-            self._on_backend_error(route)
-        except Exception:
-            log.exception("on_backend_error hook failed")
+            identity = await self.authorizer.identify_token(token)
+            if identity is None or not await may_reach(self.app, identity, kind, name, route.server_name):
+                return False
+        except StoreError:
+            return False
+        if slash_redirect(head.target, route.prefix) is not None:
+            return False  # /user/alice/nb -> /user/alice/nb/ (the named server's prefix)
+        forwarder = self.forwarder
+        upstream = forwarder.request_head(
+            route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
+            peer=door.peer, scheme=door.scheme, content_length=head.content_length)
+        status, sent = await relay(forwarder, door, route, upstream + body, head.method)
+        metrics = self.app.get(keys.METRICS)
+        if metrics is not None:
+            metrics.proxy_request(status, len(body), sent)
+        level = proxied_level(status)
+        if self.access_log.isEnabledFor(level):
+            write_access_line(self.access_log, level, status, head.method, head.target, identity.name, door.peer,
+                              self.loop.time() - started, _header_getter(head), head.content_length, sent)
+        return True
 
 
-def _stale_reuse(conn: UpstreamConnection | None) -> bool:
-    """A reused connection that failed before any response byte."""
-    return conn is not None and conn.reused and not conn.got_bytes
+def _header_getter(head: PlainRequest):
+    def header(name: str, default: str) -> str:
+        wanted = name.lower().encode()
+        for key, value in head.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+    return header
 
 
-def slash_redirect(target: str, prefix: str) -> str | None:
-    """``/user/alice`` -> ``/user/alice/`` (query kept) when the path is the prefix minus its slash."""
-    path, sep, query = target.partition("?")
-    if path.endswith("/") or len(path) > 3 * len(prefix):
-        return None
-    if path + "/" != prefix and ("%" not in path and "%" not in prefix or unquote(path) + "/" != unquote(prefix)):
-        return None
-    return path + "/" + sep + query
+def make_fast_path():
+    """The outermost middleware: proxied requests go straight to ``proxied``, past the hub's
+    middlewares (timing, error pages, identity, strictness), which would only pass them through at
+    about a microsecond each; ``proxied`` applies the strictness checks itself."""
+
+    @web.middleware
+    async def proxy_fast_path(request: web.Request, handler):
+        if request.match_info.handler is proxied:
+            return await proxied(request)
+        return await handler(request)
+
+    return proxy_fast_path
+
+
+def body_limit(settings):
+    proxied_prefixes = (settings.base_route + "user/", settings.base_route + "services/")  # request.path is decoded
+
+    def limit(request: web.Request) -> int:
+        return settings.proxy_max_body_size if request.path.startswith(proxied_prefixes) else settings.max_body_size
+
+    return limit
+
+
+async def proxy_context(app: web.Application):
+    settings = app[keys.SETTINGS]
+
+    def on_activity(route: Route) -> None:
+        servers = app.get(keys.SERVERS)
+        if servers is not None:
+            servers.note_activity(route.prefix)
+
+    def on_backend_error(route: Route) -> None:
+        metrics = app.get(keys.METRICS)
+        if metrics is not None:
+            metrics.backend_error()
+        servers = app.get(keys.SERVERS)
+        if servers is not None:
+            servers.backend_failed(route.prefix)
+
+    forwarder = ProxyForwarder(
+        gateway_cookie_names=frozenset({SESSION_COOKIE, XSRF_COOKIE}),
+        service_cookie_names=frozenset({SESSION_COOKIE}),
+        max_body_size=settings.proxy_max_body_size,
+        connect_timeout=PROXY_CONNECT_TIMEOUT,
+        read_timeout=PROXY_READ_TIMEOUT,
+        on_activity=on_activity,
+        on_backend_error=on_backend_error,
+    )
+    app[keys.PROXY] = forwarder
+    if not app.on_response_prepare:  # the lane writes responses itself: no signal would see them
+        app[keys.FRONT_LANE] = ProxyLane(app)
+    yield
+    drains = app[keys.FRONT_DRAINS]
+    if drains:  # front doors finishing requests in flight (bounded by shutdown_timeout) need the pool
+        await asyncio.gather(*drains, return_exceptions=True)
+    await forwarder.close()
+
+
+async def close_websockets(app: web.Application) -> None:
+    """on_shutdown: the listener is closed; end open websockets with 1001 so the runner need not
+    wait ``shutdown_timeout`` for them, and clients know to reconnect elsewhere or later."""
+    forwarder = app.get(keys.PROXY)
+    if forwarder is not None:
+        count = forwarder.going_away()
+        if count:
+            log.info("Closed %d proxied websocket(s) with 1001 (going away)", count)
+
+
+def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    app[keys.ROUTES] = RouteTable()
+    app[keys.FRONT_DRAINS] = set()
+    expect = make_expect_handler(body_limit(settings))
+    for kind in ("user", "services"):
+        app.router.add_route("*", f"{settings.base_route}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
+        app.router.add_route("*", f"{settings.base_route}{kind}", proxied, expect_handler=expect)
+    # listed before gateway.routes.servers in CAPABILITIES: the forwarder exists before servers are routed
+    app.cleanup_ctx.append(proxy_context)
+    app.on_shutdown.append(close_websockets)
+    app.middlewares.insert(0, make_fast_path())  # after metrics.setup inserted its own: outermost

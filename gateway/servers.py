@@ -30,15 +30,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import procs, scopes
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.models import Server, User
-from gateway.names import valid_display_name, valid_server_name
-from gateway.security import CookieCipher
-from gateway.serialize import server_model, user_url
-from gateway.spawner import ServerSpec, SpawnError, Spawner, SpawnerOptions, spawner_class_for
+from gateway.spawners import procs
+from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
+from gateway.spawners.local import spawner_class_for
 from gateway.store import Store, StoreError
+from gateway.vocab import scopes
+from gateway.vocab.models import Server, User
+from gateway.vocab.names import valid_display_name, valid_server_name
+from gateway.vocab.security import CookieCipher
+from gateway.vocab.serialize import server_model, user_url
 
 log = logging.getLogger("gateway.servers")
 
@@ -87,7 +89,7 @@ class ServerManager:
         self.settings = settings
         self.cipher = cipher
         self.hub_api_url = hub_api_url
-        self.routes = routes  # gateway.routing.RouteTable, when the proxy is wired
+        self.routes = routes  # gateway.wire.routing.RouteTable, when the proxy is wired
         self.activity = activity
         self.metrics = metrics
         self.apply_settings(settings)
@@ -354,7 +356,7 @@ class ServerManager:
         prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
         self._route_servers[prefix] = entry
         if self.routes is not None:
-            from gateway.routing import Route
+            from gateway.wire.routing import Route
 
             self.routes.add(Route(prefix=prefix, target=url, kind="user", user=entry.user_name,
                                   server_name=entry.server_name, service=None, secret=secret))

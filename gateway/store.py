@@ -3,7 +3,7 @@
 Two connections: one writer (every write runs in ``BEGIN IMMEDIATE`` under an asyncio
 lock, so multi-statement writes are atomic and concurrent writers queue instead of
 losing updates) and one reader (WAL lets it read committed data while a write is open).
-Methods return frozen models from ``gateway.models``, never rows.
+Methods return frozen models from ``gateway.vocab.models``, never rows.
 
 Two counters let in-process caches stay correct without a database round trip per request:
 ``authz_version`` changes whenever roles, memberships, admin flags or users change;
@@ -27,11 +27,11 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.migrations import MIGRATIONS
-from gateway.store_people import PeopleStore
-from gateway.store_rows import Conflict, StoreError, UserListing
-from gateway.store_servers import ServerStore
-from gateway.store_tokens import TokenStore
+from gateway.db.migrations import MIGRATIONS
+from gateway.db.people import PeopleStore
+from gateway.db.rows import Conflict, StoreError, UserListing
+from gateway.db.servers import ServerStore
+from gateway.db.tokens import TokenStore
 
 log = logging.getLogger("gateway.store")
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, scopes
+from gateway import keys
 from gateway.errors import ApiError
-from gateway.models import Identity, Server, User
-from gateway.serialize import server_model, user_model
 from gateway.store import UserListing
+from gateway.vocab import scopes
+from gateway.vocab.models import Identity, Server, User
+from gateway.vocab.serialize import server_model, user_model
 
 log = logging.getLogger("gateway.api")
 

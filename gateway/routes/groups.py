@@ -9,14 +9,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.apiutil import check_keys, json_body, mount_api, pagination, paginated_response
 from gateway.auth import current_identity, requires_scope
 from gateway.errors import ApiError, json_response
-from gateway.models import Group
-from gateway.names import normalize_username, valid_group_name
+from gateway.routes.apiutil import check_keys, json_body, mount_api, paginated_response, pagination
 from gateway.routes.common import shown, string_list
-from gateway.serialize import group_model
 from gateway.store import Conflict
+from gateway.vocab.models import Group
+from gateway.vocab.names import normalize_username, valid_group_name
+from gateway.vocab.serialize import group_model
 
 log = logging.getLogger("gateway.api.groups")
 routes = web.RouteTableDef()

@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION, keys
-from gateway.apiutil import json_body, mount_api, pagination, paginated_response
 from gateway.auth import requires_scope
 from gateway.errors import API_CSP, ApiError, json_response
+from gateway.routes.apiutil import json_body, mount_api, paginated_response, pagination
 from gateway.routes.common import empty_response, shown
 
 log = logging.getLogger("gateway.api.hub")

@@ -7,11 +7,12 @@ import sys
 
 from aiohttp import web
 
-from gateway import JUPYTERHUB_API_VERSION, __version__, keys, scopes
-from gateway.apiutil import mount_api
+from gateway import JUPYTERHUB_API_VERSION, __version__, keys
 from gateway.auth import authenticated, current_identity, public, requires_scope
 from gateway.errors import ApiError, json_response
-from gateway.serialize import service_model, user_model
+from gateway.routes.apiutil import mount_api
+from gateway.vocab import scopes
+from gateway.vocab.serialize import service_model, user_model
 
 routes = web.RouteTableDef()
 

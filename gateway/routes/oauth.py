@@ -1,5 +1,5 @@
 """``/hub/api/oauth2/authorize`` (a page: cookie login, consent) and ``/hub/api/oauth2/token`` (the
-client's back channel), as HubOAuth and jupyterhub-singleuser call them. See :mod:`gateway.oauth`.
+client's back channel), as HubOAuth and jupyterhub-singleuser call them. See :mod:`gateway.services.oauth`.
 
 Authorize refuses with an error page, never a redirect, until the client and its redirect URI are
 known good: the redirect URI must equal the registered one exactly (security promise 9, case R4).
@@ -16,12 +16,12 @@ from urllib.parse import unquote, urlencode, urlsplit
 from aiohttp import web
 
 from gateway import keys
-from gateway.apiutil import mount_api
 from gateway.auth import public
 from gateway.errors import ERROR_PAGE, ApiError
-from gateway.oauth import OAuthClient, OAuthError, OAuthProvider
-from gateway.pagekit import describe_scopes, page, redirect, render
-from gateway.routing import origin_form
+from gateway.pages.kit import describe_scopes, page, redirect, render
+from gateway.routes.apiutil import mount_api
+from gateway.services.oauth import OAuthClient, OAuthError, OAuthProvider
+from gateway.wire.routing import origin_form
 
 log = logging.getLogger("gateway.oauth")
 routes = web.RouteTableDef()

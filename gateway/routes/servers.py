@@ -14,13 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.apiutil import json_body, mount_api
 from gateway.auth import Handler, requires_scope
+from gateway.config import hub_api_url
 from gateway.errors import ApiError, json_response
-from gateway.models import User
-from gateway.names import valid_display_name, valid_server_name
+from gateway.routes.apiutil import json_body, mount_api
 from gateway.servers import SLOW_SPAWN_TIMEOUT, SLOW_STOP_TIMEOUT, ServerManager, describe, encode_event
 from gateway.store import Conflict
+from gateway.vocab.models import User
+from gateway.vocab.names import valid_display_name, valid_server_name
 
 routes = web.RouteTableDef()
 # set when the gateway begins stopping: progress streams end then (cleanly, with the stream's
@@ -246,15 +247,6 @@ async def _with_keepalives(events: AsyncIterator[dict[str, Any]],
         next_event.cancel()
         with contextlib.suppress(BaseException):
             await next_event
-
-
-def hub_api_url(settings) -> str:
-    host = settings.listen_host
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.listen_port}{settings.api_prefix.rstrip('/')}"
 
 
 async def servers_context(app: web.Application):

@@ -12,15 +12,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway import keys, scopes, security
-from gateway.apiutil import check_keys, json_body, mount_api
+from gateway import keys
 from gateway.auth import current_identity, requires_scope
 from gateway.errors import ApiError, json_response
-from gateway.models import Service
-from gateway.names import validate_username
+from gateway.routes.apiutil import check_keys, json_body, mount_api
 from gateway.routes.common import empty_response, shown
-from gateway.serialize import service_model
 from gateway.store import Conflict
+from gateway.vocab import scopes, security
+from gateway.vocab.models import Service
+from gateway.vocab.names import validate_username
+from gateway.vocab.serialize import service_model
 
 log = logging.getLogger("gateway.api.services")
 routes = web.RouteTableDef()

@@ -7,7 +7,7 @@
 
 Every listing answers in the paginated shape (``items`` + ``_pagination``), with or without the
 pagination Accept header, as JupyterHub does. Who may share: whoever holds ``shares`` on the server
-(plain users do not by default; see :mod:`gateway.shares`).
+(plain users do not by default; see :mod:`gateway.identity.shares`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,21 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.apiutil import iso, json_body, mount_api, pagination, paginated_response
 from gateway.auth import current_identity, requires_scope
 from gateway.errors import ApiError, json_response
-from gateway.models import Identity, Server, User
+from gateway.identity.shares import (
+    CODE_EXPIRES_MAX,
+    CODE_EXPIRES_MIN,
+    DEFAULT_CODE_EXPIRES_IN,
+    Share,
+    ShareCode,
+    Shares,
+    bases_for_request,
+)
+from gateway.routes.apiutil import json_body, mount_api, paginated_response, pagination
 from gateway.routes.common import shown
-from gateway.serialize import user_url
-from gateway.shares import (CODE_EXPIRES_MAX, CODE_EXPIRES_MIN, DEFAULT_CODE_EXPIRES_IN, Share, ShareCode, Shares,
-                            bases_for_request)
+from gateway.vocab.models import Identity, Server, User
+from gateway.vocab.serialize import iso, user_url
 
 routes = web.RouteTableDef()
 SERVER = "{server_name:[^/]*}"  # '' is the default server

@@ -12,13 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, scopes
-from gateway.apiutil import json_body, mount_api
+from gateway import keys
 from gateway.auth import authenticated, current_identity, requires_scope
 from gateway.errors import MISSING_CREDENTIALS, ApiError, json_response
-from gateway.models import Identity, Token, User
+from gateway.routes.apiutil import json_body, mount_api
 from gateway.routes.common import UserModels, shown, user_or_404
-from gateway.serialize import service_model, token_model
+from gateway.vocab import scopes
+from gateway.vocab.models import Identity, Token, User
+from gateway.vocab.serialize import service_model, token_model
 
 log = logging.getLogger("gateway.api.tokens")
 routes = web.RouteTableDef()

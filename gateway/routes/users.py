@@ -13,13 +13,21 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.apiutil import check_keys, iso, json_body, mount_api, pagination, paginated_response, parse_timestamp, \
-    query_flag
 from gateway.auth import current_identity, requires_scope
 from gateway.errors import ApiError, json_response
-from gateway.names import MAX_NAME_LENGTH, normalize_username, validate_username
+from gateway.routes.apiutil import (
+    check_keys,
+    json_body,
+    mount_api,
+    paginated_response,
+    pagination,
+    parse_timestamp,
+    query_flag,
+)
 from gateway.routes.common import UserModels, empty_response, is_admin, is_self, shown, string_list, user_or_404
 from gateway.store import Conflict
+from gateway.vocab.names import MAX_NAME_LENGTH, normalize_username, validate_username
+from gateway.vocab.serialize import iso
 
 log = logging.getLogger("gateway.api.users")
 routes = web.RouteTableDef()

@@ -2,7 +2,7 @@
 
 Each test starts a gateway in this process on a loopback port, so the browser and the gateway share
 the event loop (Playwright's async API). Screenshots of every page go to test-artifacts/screenshots/.
-Servers are real: the fast fake server (tests/fake_server.py, held pending by a gate where a test
+Servers are real: the fast fake server (tests/backends/fake_server.py, held pending by a gate where a test
 watches the progress bar), and jupyter-server with JupyterLab for the journey into a notebook.
 Every wait is bounded (Playwright's default timeout, or an explicit one).
 """
@@ -18,14 +18,8 @@ import pytest
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import SESSION_COOKIE
-from tests.pagetools import (  # noqa: F401
-    add_user,
-    gated_environment,
-    open_gate,
-    page_hub,
-    system_account,
-)
+from gateway.identity.caches import SESSION_COOKIE
+from tests.helpers.pages import add_user, gated_environment, open_gate
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

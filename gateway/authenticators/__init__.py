@@ -1,0 +1,1 @@
+"""Authenticators: who may log in (``builtin``) and the failed-login throttle."""

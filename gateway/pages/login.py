@@ -1,0 +1,104 @@
+"""/hub/login and /hub/logout.
+
+Login (JupyterHub's LoginHandler): GET shows the form (a logged-in user is sent on to ``next``);
+POST checks the login-form XSRF token (login CSRF), then the throttled authenticator, then starts a
+session and redirects (302) to the validated ``next`` or the landing page. A wrong password is a
+403 with the form again and no session cookie; a throttled name or address is a 429 with
+``Retry-After``. Logout deletes the session in the store (every copy of the cookie dies with it),
+clears the cookies, stops the user's servers when ``shutdown_on_logout``, and sends the browser to
+the login page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import ApiError
+from gateway.pages import sessions
+from gateway.pages.kit import found, landing_url, mount_pages, page, page_identity, redirect, render
+from gateway.pages.redirects import safe_next_url
+
+log = logging.getLogger("gateway.login")
+
+routes = web.RouteTableDef()
+ECHO_LIMIT = 255  # a longer typed name is not shown back (bounded reflection)
+
+
+def _next_of(request: web.Request, form=None) -> str | None:
+    raw = request.query.get("next")
+    if raw is None and form is not None:
+        value = form.get("next")
+        raw = value if isinstance(value, str) else None
+    return safe_next_url(raw, request)
+
+
+def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
+          next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    xsrf, fresh_nonce = sessions.login_form_xsrf(request)
+    response = render(request, "login.html", status=status, message=message, login_xsrf=xsrf,
+                      username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
+                      authenticator=request.app[keys.SETTINGS].authenticator_class)
+    if fresh_nonce:
+        sessions.set_login_nonce(request, response, fresh_nonce)
+    response.headers.update(headers or {})
+    return response
+
+
+@routes.get("/login")
+@page(login=False)
+async def login_form(request: web.Request) -> web.StreamResponse:
+    identity = request[keys.IDENTITY]
+    next_url = _next_of(request)
+    if not identity.anonymous:
+        raise found(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
+    return _form(request, next_url=next_url)
+
+
+@routes.post("/login")
+@page(login=False)
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    next_url = _next_of(request, form)
+    username, password, presented = (form.get(k) for k in ("username", "password", "_xsrf"))
+    username = username if isinstance(username, str) else ""
+    password = password if isinstance(password, str) else ""
+    if not sessions.check_login_xsrf(request, presented if isinstance(presented, str) else None):
+        log.warning("Refused a login post without a valid login-form XSRF token from %s", request.remote)
+        return _form(request, status=403, next_url=next_url, username=username,
+                     message="This login form expired or was sent from another site. Please log in again.")
+    authenticator = request.app[keys.AUTHENTICATOR]
+    try:
+        user = await authenticator.login(username, password, request.remote)
+    except ApiError as e:
+        if e.status != 429:
+            raise
+        return _form(request, status=429, message=e.message or "", username=username, next_url=next_url,
+                     headers=e.headers)
+    if user is None:
+        return _form(request, status=403, message="Invalid username or password", username=username,
+                     next_url=next_url)
+    response = redirect(next_url or landing_url(request, user))
+    await sessions.start_session(request, response, user, previous=request[keys.IDENTITY])
+    log.info("User %s logged in from %s", user.name, request.remote)
+    return response
+
+
+@routes.get("/logout")
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    identity = await page_identity(request)
+    settings = request.app[keys.SETTINGS]
+    response = redirect(settings.hub_prefix + "login")
+    if not identity.anonymous and identity.user is not None:
+        if settings.shutdown_on_logout:
+            await request.app[keys.SERVERS].stop_all(identity.user)
+        log.info("User %s logged out", identity.user.name)
+    await sessions.end_session(request, response, identity)
+    return response
+
+
+def setup(app: web.Application) -> None:
+    mount_pages(app, routes)

@@ -1,0 +1,1 @@
+"""Test helpers: plain functions and classes (no fixtures: those are all in tests/conftest.py)."""
