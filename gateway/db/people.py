@@ -272,6 +272,25 @@ class PeopleStore:
                 await db.execute("INSERT OR IGNORE INTO group_roles VALUES (?, ?)", (role_id, group_id))
         self._authz_changed()
 
+    async def sync_admin_flags(self, *, exact_users: bool, exact_services: bool) -> None:
+        """JupyterHub's rule after load_roles: members of the admin role have the admin flag; an admin
+        outside the role loses the flag where load_roles lists that kind exactly, else joins the role."""
+        role = await self.get_role("admin")
+        if role is None:
+            return
+        async with self.transaction() as db:
+            for table, link, column, exact in (("users", "user_roles", "user_id", exact_users),
+                                               ("services", "service_roles", "service_id", exact_services)):
+                members = f"SELECT {column} FROM {link} WHERE role_id = ?"
+                await db.execute(f"UPDATE {table} SET admin = 1 WHERE admin = 0 AND id IN ({members})", (role.id,))
+                if exact:
+                    await db.execute(f"UPDATE {table} SET admin = 0 WHERE admin = 1 AND id NOT IN ({members})",
+                                     (role.id,))
+                else:
+                    await db.execute(f"INSERT OR IGNORE INTO {link} (role_id, {column}) "
+                                     f"SELECT ?, id FROM {table} WHERE admin = 1", (role.id,))
+        self._authz_changed()
+
     async def role_names_of_users(self, user_ids: Iterable[int]) -> dict[int, list[str]]:
         return await self._names_by_id(
             "SELECT user_roles.user_id, roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id "

@@ -2,7 +2,7 @@
 
 Order: default roles; config services (removed ones deleted); users named in config
 (admin_users, allowed_users, api_tokens owners); config tokens; load_groups; load_roles
-(exact membership for the kinds a role lists). Problems are collected into one ConfigError
+(exact membership for the kinds a role lists); then the admin flag follows the admin role, as in JupyterHub. Problems are collected into one ConfigError
 so the CLI can report them all and exit 2 before the gateway binds.
 """
 
@@ -28,6 +28,8 @@ async def sync_config(store: Store, settings: Settings) -> None:
     await _config_tokens(store, settings, problems)
     await _load_groups(store, settings, problems)
     await _load_roles(store, settings, problems)
+    admin_spec = next((spec for spec in settings.load_roles if spec["name"] == "admin"), {})
+    await store.sync_admin_flags(exact_users="users" in admin_spec, exact_services="services" in admin_spec)
     if problems:
         raise ConfigError(problems)
 

@@ -413,3 +413,24 @@ async def test_admin_access_endpoint_enabled(start_hub):
     await on.new_user("alice")
     await expect(on, "POST", "/users/alice/admin-access", 200, token=admin)
     await expect(on, "POST", "/users/nosuch/admin-access", 404, None, token=admin)
+
+
+async def test_admin_role_from_load_roles_makes_admins(start_hub):
+    """As JupyterHub: every user and service in the admin role (load_roles) has the admin flag, so it may
+    grant admin rights; with an exact list, an admin left out of it loses the flag."""
+    roles = ({"name": "admin", "services": ["keeper"], "users": ["chief"]},)
+    hub = await start_hub(services=({"name": "keeper", "api_token": "keeper-token-0123456789"},
+                                    {"name": "old-admin", "api_token": "old-admin-token-0123456789", "admin": True}),
+                          load_roles=roles)
+    r = await expect(hub, "POST", "/users/promoted", 201, token="keeper-token-0123456789", json_body={"admin": True})
+    assert r.body["admin"] is True
+    r = await expect(hub, "GET", "/services/keeper", 200, token="keeper-token-0123456789")
+    assert r.body["admin"] is True and r.body["roles"] == ["admin"]
+    chief = await hub.new_token("chief")
+    r = await expect(hub, "GET", "/user", 200, token=chief)
+    assert r.body["admin"] is True and "admin" in r.body["roles"]
+    # 'old-admin' sets admin: True but the admin role lists its services exactly, without it
+    r = await expect(hub, "GET", "/services/old-admin", 200, token="keeper-token-0123456789")
+    assert r.body["admin"] is False and r.body["roles"] == []
+    await expect(hub, "POST", "/users/other", 403, missing("admin:users"),
+                 token="old-admin-token-0123456789", json_body={"admin": True})
