@@ -103,8 +103,10 @@ class Authorizer:
         owner_id = user.id if user else service.id  # type: ignore[union-attr]
         name = user.name if user else service.name  # type: ignore[union-attr]
         owner = await self.owner_scopes(kind, owner_id, name)
+        # As JupyterHub: the identify scopes count only where the owner holds them (whoami adds them
+        # for itself); a service without roles holds nothing.
         if token is None or "inherit" in token.scopes:
-            effective = owner.expanded | scopes.identify_scopes(kind, name)
+            effective = owner.expanded
         else:
             known = {name: owner.groups} if kind == "user" else {}
             for other in _users_named_in(token.scopes):  # filters may need other users' groups
@@ -112,7 +114,6 @@ class Authorizer:
             effective = scopes.resolve_token_scopes(
                 token.scopes, owner_scopes=owner.expanded, owner_kind=kind, owner_name=name,
                 groups_of=lambda n: known.get(n, frozenset()))
-            effective = effective | scopes.identify_scopes(kind, name)
         return Identity(kind=kind, name=name, user=user, service=service, token=token, session_id=session_id,
                         via=via, scopes=scopes.Scopes.from_expanded(effective), groups=owner.groups)
 

@@ -52,18 +52,19 @@ async def whoami(request: web.Request) -> web.Response:
         raise ApiError(403)
     store = request.app[keys.STORE]
     base_url = request.app[keys.SETTINGS].base_url
-    held = list(_held(identity.scopes.expanded))
+    held = list(_held(identity.scopes.expanded))  # reported without the identify scopes added below
+    own_view = _with_identify(identity.scopes, identity.kind, identity.name)
     if identity.kind == "user":
         user = identity.user
         roles = await store.role_names_of_user_cached(user.id)
-        fields = _own_fields(identity.scopes, user.name, identity.groups)
+        fields = _own_fields(own_view, user.name, identity.groups)
         servers_model = await _own_servers(request, user, fields)
         model = user_model(user, fields=fields | {"kind", "name"}, base_url=base_url, roles=roles,
                            groups=sorted(identity.groups), **servers_model)
     else:
         service = identity.service
         roles = await store.role_names_of_service(service.id)
-        fields = identity.scopes.fields_for_service(service.name)
+        fields = own_view.fields_for_service(service.name)
         model = service_model(service, fields=fields | {"kind", "name", "admin"}, base_url=base_url, roles=roles)
     model["token_id"] = identity.token.api_id if identity.token else None
     model["session_id"] = identity.session_id
@@ -76,6 +77,12 @@ async def whoami(request: web.Request) -> web.Response:
 @functools.lru_cache(maxsize=4096)
 def _held(expanded: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(scopes.reduce_scopes(expanded)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_identify(scope_set: scopes.Scopes, kind: str, name: str) -> scopes.Scopes:
+    """Every credential may read its owner's identity here (JupyterHub's identify scopes)."""
+    return scopes.Scopes.from_expanded(scope_set.expanded | scopes.identify_scopes(kind, name))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -89,6 +89,21 @@ async def test_token_scopes_and_roles(hub):
     assert snapshot(hub) == before
 
 
+async def test_token_model_scopes_are_jupyterhubs_expansion(start_hub):
+    """An admin's token for read:users reports read:users and its subscopes, nothing filtered beside them;
+    a service without roles holds no scopes at all (whoami answers, but reports "scopes": [])."""
+    hub = await start_hub(services=({"name": "bare", "api_token": "bare-service-token-0123"},))
+    admin = await hub.new_token("admin", admin=True)
+    expected = ["read:users", "read:users:activity", "read:users:groups", "read:users:name"]
+    r = await expect(hub, "POST", "/users/admin/tokens", 201, token=admin, json_body={"scopes": ["read:users"]})
+    assert r.body["scopes"] == expected
+    r = await expect(hub, "GET", f"/users/admin/tokens/{r.body['id']}", 200, token=admin)
+    assert r.body["scopes"] == expected
+    who = await expect(hub, "GET", "/user", 200, token="bare-service-token-0123")
+    assert who.body["name"] == "bare" and who.body["scopes"] == []
+    await expect(hub, "GET", "/services/bare", 403, token="bare-service-token-0123")
+
+
 async def test_token_expiry_and_max(start_hub):
     hub = await start_hub(token_expires_in_max_seconds=600)
     alice = await hub.new_token("alice")
