@@ -196,15 +196,20 @@ async def progress(request: web.Request) -> web.StreamResponse:
     name = server_name_of(request)
     mgr = manager(request)
     entry = mgr.entry(user.name, name)
-    if entry is None:
-        if name and await request.app[keys.STORE].get_server(user.id, name) is None:
-            raise ApiError(404)
-        raise ApiError(400, f"{describe(user.name, name)} is not starting...")
+    # As JupyterHub 6.1.1: a server that is not running nor starting (never started, or stopped) is 404;
+    # one that is stopping is "not starting"; a ready one gets its ready event alone, not the history.
+    if entry is None or (not entry.pending and not entry.ready and not entry.failure):
+        raise ApiError(404)
     if entry.pending != "spawn" and not entry.ready and not entry.failure:
         raise ApiError(400, f"{describe(user.name, name)} is not starting...")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    events = mgr.progress(user.name, name) if entry.pending == "spawn" or entry.ready else _last_failure(entry)
+    if entry.pending == "spawn":
+        events = mgr.progress(user.name, name)
+    elif entry.ready:
+        events = _one(entry.events[-1] if entry.events and entry.events[-1].get("ready") else mgr.ready_event(entry))
+    else:
+        events = _last_failure(entry)
     try:
         await response.write(b"\n\n")
         async with contextlib.aclosing(_with_keepalives(events, request.app[STOPPING])) as stream:
@@ -218,6 +223,10 @@ async def progress(request: web.Request) -> web.StreamResponse:
 
 async def _last_failure(entry) -> AsyncIterator[dict[str, Any]]:
     yield entry.events[-1] if entry.events else {"progress": 100, "failed": True, "message": entry.failure}
+
+
+async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield event
 
 
 async def _with_keepalives(events: AsyncIterator[dict[str, Any]],
