@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import MISSING_CREDENTIALS, ApiError
+from gateway.identity import server_view
 from gateway.identity.caches import SESSION_COOKIE
 from gateway.vocab import scopes, security
 from gateway.vocab.models import ANONYMOUS, Identity
@@ -68,7 +69,7 @@ def make_identity_middleware(hub_prefix: str):
     @web.middleware
     async def identity_middleware(request: web.Request, handler):
         if request.path.startswith(hub_prefix):
-            request[keys.IDENTITY] = await resolve_identity(request)
+            request[keys.IDENTITY] = await server_view.own_credentials_only(request, await resolve_identity(request))
         else:
             request[keys.IDENTITY] = ANONYMOUS
         return await handler(request)

@@ -32,6 +32,7 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.errors import ApiError
+from gateway.identity import server_view
 from gateway.spawners import procs
 from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
 from gateway.spawners.local import spawner_class_for
@@ -257,7 +258,7 @@ class ServerManager:
             base_url=settings.base_url,
             prefix=user_url(settings.base_url, server.user_name, server.name),
             api_token=secret,
-            hub_api_url=self.hub_api_url,
+            hub_api_url=server_view.server_api_url(self.hub_api_url, server.id),  # its own view of the API
             admin_access=settings.admin_access,
             user_options=server.user_options,
             public_url=(settings.public_url.rstrip("/") + user_url(settings.base_url, server.user_name, server.name))

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ApiError, json_response
+from gateway.identity import server_view
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 MAX_OFFSET = 2**62  # sqlite integers are 64-bit: a larger OFFSET would be an error, not an empty page
@@ -147,8 +148,10 @@ def mount_api(app: web.Application, routes: web.RouteTableDef) -> None:
         assert isinstance(route, web.RouteDef)
         # No automatic HEAD on the API: JupyterHub answers HEAD /hub/api/users with 405.
         kwargs = {k: v for k, v in route.kwargs.items() if k != "allow_head"}
-        app.router.add_route(route.method, prefix + route.path, route.handler, **kwargs)
-        paths[prefix + route.path] = None
+        # ... and under each server's own prefix (gateway.identity.server_view), where only its credentials count
+        for base in (prefix, server_view.route_prefix(prefix)):
+            app.router.add_route(route.method, base + route.path, route.handler, **kwargs)
+            paths[base + route.path] = None
     for path in paths:
         with contextlib.suppress(RuntimeError):  # another module already answers OPTIONS there
             app.router.add_route("OPTIONS", path, preflight)

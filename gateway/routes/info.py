@@ -8,6 +8,7 @@ import sys
 from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION, __version__, keys
+from gateway.identity import server_view
 from gateway.auth import authenticated, current_identity, public, requires_scope
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import mount_api
@@ -106,5 +107,6 @@ def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     mount_api(app, routes)
     app.router.add_get(settings.api_route.rstrip("/"), public(root))
+    app.router.add_get(server_view.route_prefix(settings.api_route.rstrip("/")), public(root))  # version check
     for path in (settings.hub_route + "health", settings.api_route + "health"):
         app.router.add_get(path, public(health))

@@ -302,8 +302,11 @@ async def test_real_jupyter_server_through_the_api(start_hub):
     async with aiohttp.ClientSession() as s:
         async with s.get(server.url + "/user/ida/api/status", headers={"Authorization": f"token {secret}"}) as resp:
             assert resp.status == 200
+        # a user's hub token sent straight to the server's port is refused; through the gateway it works
         async with s.get(server.url + "/user/ida/api/status", headers={"Authorization": f"token {token}"}) as resp:
             assert resp.status == 403
+        async with s.get(hub.url + "/user/ida/api/status", headers={"Authorization": f"token {token}"}) as resp:
+            assert resp.status == 200
     assert (await hub.api("DELETE", "/users/ida/server", token=token)).status in (202, 204)
 
 

@@ -109,6 +109,32 @@ async def test_singleuser_serves_jupyterlab(lab_hub):
         assert r.status == 403
 
 
+async def test_hub_token_straight_to_singleuser_is_refused(lab_hub):
+    """jupyterhub-singleuser asks the hub who a token belongs to; a user's hub token sent straight to the
+    server's port (bypassing the proxy) is not identified at the server's own API prefix, so the server
+    refuses it. Through the gateway the same token works, and JupyterHub API clients still identify it."""
+    hub = lab_hub
+    token = await start_lab(hub, "kim")
+    user = await hub.store.get_user("kim")
+    server = await hub.store.get_server(user.id, "")
+    api_url = f"{hub.api_url}/_server/{server.id}"
+    auth = {"Authorization": f"token {token}", "Accept": "application/json"}
+    async with hub.session.get(f"{server.url}/user/kim/api/status", headers=auth) as r:
+        assert r.status == 403, await r.text()
+    async with hub.session.get(f"{server.url}/user/kim/api/contents", headers=auth) as r:
+        assert r.status == 403, await r.text()
+    async with hub.session.get(f"{hub.url}/user/kim/api/status", headers=auth) as r:
+        assert r.status == 200, await r.text()
+    # the hub's side: at the server's prefix, only the server's own secret identifies anyone
+    secret = hub.app[keys.COOKIE_CIPHER].decrypt(server.state["secret"])
+    async with hub.session.get(f"{api_url}/user", headers=auth) as r:
+        assert r.status == 403
+    async with hub.session.get(f"{api_url}/user", headers={"Authorization": f"token {secret}"}) as r:
+        assert r.status == 200 and (await r.json())["name"] == "kim"
+    async with hub.session.get(f"{hub.api_url}/user", headers=auth) as r:  # services' HubAuth: unchanged
+        assert r.status == 200 and (await r.json())["name"] == "kim"
+
+
 def page_config(html: str) -> dict:
     match = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
     assert match, "no page config in the lab page"
