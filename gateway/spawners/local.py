@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -49,6 +50,15 @@ _CHILDREN: dict[int, _Child] = {}
 
 class _PortTaken(Exception):
     """The port we picked was bound by another process before our server could bind it."""
+
+
+LAB_URL = "/lab"
+
+
+def lab_installed() -> bool:
+    """JupyterLab in the gateway's environment, where the default command runs: servers then open at
+    /lab, as jupyterhub-singleuser does when it finds JupyterLab (jupyter-server alone opens a bare page)."""
+    return importlib.util.find_spec("jupyterlab") is not None
 
 
 def default_server_command() -> str:
@@ -181,8 +191,9 @@ class ProcessSpawner(Spawner):
             "--ServerApp.tornado_settings=hub_host=",
             f"--ServerApp.tornado_settings=user={self.spec.user}",
         ]
-        if self.options.default_url:
-            flags.append(f"--ServerApp.default_url={self.options.default_url}")
+        default_url = self.options.default_url or (LAB_URL if not self.options.cmd and lab_installed() else "")
+        if default_url:
+            flags.append(f"--ServerApp.default_url={default_url}")
         if as_root:
             flags.append("--allow-root")
         return cmd + flags + list(self.options.args)
