@@ -79,7 +79,7 @@ async def hub(start_hub) -> Hub:
 def gateway_process(tmp_path: Path):
     processes: list[GatewayProcess] = []
 
-    def make(config: str, **kwargs: Any) -> GatewayProcess:
+    def make(config: str | None, **kwargs: Any) -> GatewayProcess:
         proc = GatewayProcess(tmp_path, config, **kwargs)
         processes.append(proc)
         return proc

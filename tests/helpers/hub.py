@@ -116,13 +116,16 @@ async def start_hub_with(settings: Settings, configure: Callable[[web.Applicatio
 
 
 class GatewayProcess:
-    """``python -m gateway -f <config>`` as a child process in ``workdir``; stopped by pid only."""
+    """``python -m gateway -f <config>`` as a child process in ``workdir``; stopped by pid only.
+    ``config=None``: no config file at all (the README's first run, on the embedded defaults)."""
 
-    def __init__(self, workdir: Path, config: str, port: int | None = None, extra_args: Sequence[str] = ()):
+    def __init__(self, workdir: Path, config: str | None, port: int | None = None, extra_args: Sequence[str] = ()):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.config_path = self.workdir / "jupyterhub_config.py"
-        self.config_path.write_text(config)
+        self.config_file_args = [] if config is None else ["-f", str(self.config_path)]
+        if config is not None:
+            self.config_path.write_text(config)
         self.extra_args = list(extra_args)
         self.log_path = self.workdir / "gateway.log"
         self.proc: subprocess.Popen | None = None
@@ -139,7 +142,7 @@ class GatewayProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "-f", str(self.config_path), f"--port={self.port}", "--ip=127.0.0.1",
+            [sys.executable, "-m", "gateway", *self.config_file_args, f"--port={self.port}", "--ip=127.0.0.1",
              *self.extra_args],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
         )
