@@ -20,7 +20,7 @@ URL longer than 8 KiB (up to the line cap)  414
 header block over 16 KiB (fields <= cap)    431
 ``Transfer-Encoding: gzip, chunked`` ...    501 (never decoded, so never passed on)
 HTTP/1.1 with an empty ``Host``             400
-``CONNECT``                                 405 (never a forward proxy)
+``CONNECT``, ``TRACE``, ``TRACK``           405 (never a forward proxy; no cross-site tracing)
 Content-Length over the route's limit       413 before a byte of body is read
 ``Expect: 100-continue`` with such a length 413 instead of ``100 Continue``
 ==========================================  ============================
@@ -54,6 +54,10 @@ MAX_HEADER_BLOCK = 16 * 1024
 _LINE_CAP = 16 * 1024
 _FIELD_CAP = 16 * 1024
 
+# CONNECT: never a forward proxy; TRACE/TRACK: a backend echoing the request would reflect its
+# credentials and cookies to a script that can read the answer (cross-site tracing)
+_REFUSED_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
+
 BodyLimit = Callable[[web.Request], int]
 
 
@@ -76,8 +80,8 @@ def server_handler_args(*, keepalive_timeout: float = 75.0) -> dict[str, Any]:
 def check_request(request: web.BaseRequest, max_body: int) -> web.HTTPException | None:
     """The refusal for a request aiohttp's parser let through, or None."""
     raw = request.raw_path
-    if request.method == "CONNECT":
-        return web.HTTPMethodNotAllowed("CONNECT", [], text="CONNECT is not supported")
+    if request.method in _REFUSED_METHODS:
+        return web.HTTPMethodNotAllowed(request.method, [], text=f"{request.method} is not supported")
     if len(raw) > MAX_URL:
         return web.HTTPRequestURITooLong(text="URI too long")
     if not raw.startswith("/") and "://" not in raw and not (raw == "*" and request.method == "OPTIONS"):
@@ -91,7 +95,8 @@ def check_request(request: web.BaseRequest, max_body: int) -> web.HTTPException 
     te = headers.get("Transfer-Encoding")
     if te is not None and te.lower() != "chunked":
         return web.HTTPNotImplemented(text="Unsupported Transfer-Encoding")
-    if request.version == HttpVersion11 and not headers.get("Host", "").strip():
+    host = headers.get("Host", "")
+    if request.version == HttpVersion11 and not host.strip():
         return web.HTTPBadRequest(text="Missing Host header")
     length = request.content_length
     if length is not None and length > max_body:
