@@ -20,6 +20,7 @@ URL longer than 8 KiB (up to the line cap)  414
 header block over 16 KiB (fields <= cap)    431
 ``Transfer-Encoding: gzip, chunked`` ...    501 (never decoded, so never passed on)
 HTTP/1.1 with an empty ``Host``             400
+two ``Authorization`` headers               400 (a backend must not read one we did not check)
 ``CONNECT``, ``TRACE``, ``TRACK``           405 (never a forward proxy; no cross-site tracing)
 Content-Length over the route's limit       413 before a byte of body is read
 ``Expect: 100-continue`` with such a length 413 instead of ``100 Continue``
@@ -98,6 +99,10 @@ def check_request(request: web.BaseRequest, max_body: int) -> web.HTTPException 
     host = headers.get("Host", "")
     if request.version == HttpVersion11 and not host.strip():
         return web.HTTPBadRequest(text="Missing Host header")
+    authorization = headers.getall("Authorization", ())
+    if authorization:
+        if len(authorization) > 1:  # which one a backend reads is its choice: we check exactly one
+            return web.HTTPBadRequest(text="More than one Authorization header")
     length = request.content_length
     if length is not None and length > max_body:
         return web.HTTPRequestEntityTooLarge(
