@@ -120,8 +120,8 @@ class Authorizer:
     # ---------------------------------------------------------- tokens
 
     async def identify_token(self, plaintext: str) -> Identity | None:
-        if not plaintext or len(plaintext) > security.TOKEN_MAX_LENGTH:
-            return None
+        if not plaintext or len(plaintext) > security.TOKEN_MAX_LENGTH or not plaintext.isascii():
+            return None  # tokens are ASCII: anything else (undecodable bytes included) is no token
         key = security.cache_key(plaintext)
         now = time.time()
         cached = self._tokens.get(key)

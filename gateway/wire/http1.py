@@ -187,7 +187,8 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
                 keep_alive = False
         elif lname in _NOT_PLAIN:
             return None
-    if host is None:
+    # non-ASCII bytes in Host or Authorization: aiohttp's path refuses them (400)
+    if host is None or not host.isascii() or authorization is not None and not authorization.isascii():
         return None
     return PlainRequest(
         method.decode("ascii"), target.decode("latin-1"), headers, host.decode("latin-1"), length,

@@ -20,7 +20,9 @@ URL longer than 8 KiB (up to the line cap)  414
 header block over 16 KiB (fields <= cap)    431
 ``Transfer-Encoding: gzip, chunked`` ...    501 (never decoded, so never passed on)
 HTTP/1.1 with an empty ``Host``             400
+a ``Host`` with bytes outside visible ASCII 400 (never re-encoded towards a backend)
 two ``Authorization`` headers               400 (a backend must not read one we did not check)
+an ``Authorization`` outside visible ASCII  400 (tokens are ASCII; no decoding errors later)
 ``CONNECT``, ``TRACE``, ``TRACK``           405 (never a forward proxy; no cross-site tracing)
 Content-Length over the route's limit       413 before a byte of body is read
 ``Expect: 100-continue`` with such a length 413 instead of ``100 Continue``
@@ -99,10 +101,15 @@ def check_request(request: web.BaseRequest, max_body: int) -> web.HTTPException 
     host = headers.get("Host", "")
     if request.version == HttpVersion11 and not host.strip():
         return web.HTTPBadRequest(text="Missing Host header")
+    if host and not (host.isascii() and host.isprintable()):
+        # aiohttp decodes header bytes as UTF-8: a non-ASCII Host would reach the backend re-encoded
+        return web.HTTPBadRequest(text="Bad Host header")
     authorization = headers.getall("Authorization", ())
     if authorization:
         if len(authorization) > 1:  # which one a backend reads is its choice: we check exactly one
             return web.HTTPBadRequest(text="More than one Authorization header")
+        if not (authorization[0].isascii() and authorization[0].isprintable()):
+            return web.HTTPBadRequest(text="Bad Authorization header")
     length = request.content_length
     if length is not None and length > max_body:
         return web.HTTPRequestEntityTooLarge(
