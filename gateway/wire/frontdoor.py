@@ -232,7 +232,8 @@ class FrontDoor(asyncio.Protocol):
         if pending is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > MAX_HEAD:
+                # a head ending in a bare LF never ends for us: aiohttp's parser refuses it (400) at once
+                if len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
                     self._hand_off()
                 return
             if end > MAX_HEAD:
