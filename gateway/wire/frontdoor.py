@@ -122,6 +122,7 @@ class FrontDoor(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._handed_off = False
         self._lost = False
+        self._ended = False  # closed or cut by us: no further request is read, served or handed off
         self._pending: tuple[PlainRequest, int, int] | None = None  # parsed head, body start, total
         self._streamed = False
         self._wrote = False
@@ -209,10 +210,12 @@ class FrontDoor(asyncio.Protocol):
 
     def abort(self) -> None:
         """Cut the connection (a response that cannot be completed must show as truncated)."""
+        self._ended = True
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
+        self._ended = True
         if self.transport is not None:
             self.transport.close()
 
@@ -227,6 +230,8 @@ class FrontDoor(asyncio.Protocol):
 
     def _next(self) -> None:
         """Take the next complete request from the buffer, if there is one."""
+        if self._ended:
+            return
         buf = self.buf
         pending = self._pending
         if pending is None:
@@ -275,7 +280,9 @@ class FrontDoor(asyncio.Protocol):
             else:
                 self.abort()
             return
-        if self._lost:
+        if self._lost or self._ended:
+            # cut mid-answer (its backend failed): a pipelined request behind it stays unanswered,
+            # and the connection, closing already, is never handed to aiohttp
             return
         if not served:
             self.buf[:0] = raw
@@ -300,7 +307,7 @@ class FrontDoor(asyncio.Protocol):
     def _hand_off(self) -> None:
         """Give the connection, with every byte read so far, to aiohttp's request handler."""
         transport = self.transport
-        if transport is None or self._handed_off:
+        if transport is None or self._handed_off or self._ended:
             return
         self._handed_off = True
         self._pending = None
