@@ -99,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.got_bytes = False  # any response byte for the current request
         self.dirty = False  # request body not fully sent: never reuse
+        self.pooled = False  # idle in the pool, waiting for the next request
         self._buf = bytearray()
         self._no_body = False
         self._head_waiter: asyncio.Future[ResponseHead] | None = None
@@ -170,7 +171,11 @@ class UpstreamConnection(asyncio.Protocol):
             # bytes nobody asked for: the connection is out of step; drop it
             self.abort()
         elif state == _DONE and data:
+            # bytes after a complete answer, asked for by nobody (a backend pre-sending the answer
+            # to the next request): this connection is never reused; dropped at once when idle
             self.keep_alive = False
+            if self.pooled:
+                self.abort()
 
     # -- request side -----------------------------------------------------
     def start(self, head: bytes, *, no_body: bool) -> None:

@@ -46,9 +46,12 @@ class UpstreamPool:
         idle = self._idle.get((host, port))
         while idle:
             conn = idle.pop()
-            if conn.state == _DONE and conn.transport is not None and not conn.transport.is_closing():
+            conn.pooled = False
+            if (conn.state == _DONE and conn.keep_alive and conn.transport is not None
+                    and not conn.transport.is_closing()):
                 conn.reused = True
                 return conn
+            conn.abort()
         return await self.connect(host, port)
 
     async def connect(self, host: str, port: int) -> UpstreamConnection:
@@ -76,6 +79,7 @@ class UpstreamPool:
             conn.abort()
             return
         conn.idle_since = self.loop.time()
+        conn.pooled = True
         idle.append(conn)
 
     def _forget(self, conn: UpstreamConnection) -> None:
