@@ -113,7 +113,8 @@ def build_request_head(
 ) -> bytes:
     """The request line and header block to send to the backend.
 
-    Keeps every end-to-end header byte for byte, except: hop-by-hop headers,
+    Keeps every end-to-end header byte for byte, except: hop-by-hop headers (and any header
+    whose name, underscores read as dashes, is one that is dropped),
     the caller's Authorization (replaced by ``Authorization: token <secret>``;
     kept as it is when ``secret`` is None),
     gateway cookies (removed from Cookie) and forwarding headers (replaced by
@@ -127,7 +128,9 @@ def build_request_head(
     drop = _DROP_REQUEST if secret is not None else _DROP_REQUEST_KEEP_AUTH
     for name, value in raw_headers:
         lname = name.lower()
-        if lname in drop:
+        # ``X_Forwarded_For`` is ``X-Forwarded-For`` to servers that map header names to
+        # variables (WSGI/CGI, nginx's underscores_in_headers): dropped like the dashed spelling
+        if lname in drop or b"_" in lname and lname.replace(b"_", b"-") in drop:
             if lname == b"connection" and value.strip().lower() not in _CONNECTION_STANDARD:
                 named = _connection_named(raw_headers)
             continue
