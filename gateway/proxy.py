@@ -12,6 +12,7 @@ any connection to a backend, on the same canonical target that chose the route:
 - no credentials: 403 JSON for API-looking requests, a login redirect for browsers;
   without access: 403 when the server runs, 404 when it does not (existence hidden);
   the owner of a stopped server: 424 JSON, or the hub's not-running page for browsers;
+  a user that does not exist: 404, whoever asks;
 - cookie-authenticated traffic (jupyter-server trusts every token-authenticated request, and
   every proxied request is token-authenticated from its point of view): state-changing
   methods need the XSRF token bound to the session and the server's prefix (JupyterLab
@@ -172,6 +173,8 @@ async def authorize_proxied(request: web.Request, kind: str, name: str, rest: st
             raise refuse(403, "Action is not authorized with current scopes; requires any of [access:servers]")
         raise refuse(404, "No access to resources or resources not found")
     if route is None:
+        if await app[keys.STORE].get_user(name) is None:  # "not running" would claim the user exists
+            raise refuse(404, f"No such user: {name}")
         raise not_running(request, name, server_name, rest, looks_like_api(request, rest))
     return identity
 
