@@ -22,6 +22,7 @@ from gateway.identity import server_view
 from gateway.identity.caches import SESSION_COOKIE
 from gateway.vocab import scopes, security
 from gateway.vocab.models import ANONYMOUS, Identity
+from gateway.wire.forward import is_websocket_upgrade as websocket_handshake
 
 AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+([^\s]+)$", re.IGNORECASE)
 
@@ -35,18 +36,28 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
+    """The handshake the proxy tunnels (GET, ``Connection: upgrade``, ``Upgrade: websocket``)."""
+    return websocket_handshake(request.method, request.headers)
+
+
+def query_token_allowed(request: web.Request) -> bool:
+    """``?token=`` counts only on a browser's complete websocket handshake: a key and
+    ``Sec-Fetch-Mode: websocket`` (what jupyter-server 2 requires too). On anything less, a token
+    in a URL (history, logs, Referer) would open plain HTTP requests."""
+    headers = request.headers
+    return (is_websocket_upgrade(request) and bool(headers.get("Sec-WebSocket-Key"))
+            and headers.get("Sec-Fetch-Mode", "").lower() == "websocket")
 
 
 async def resolve_identity(request: web.Request, *, allow_query_token: bool = False,
                            not_a_credential: str | None = None) -> Identity:
-    """Token header first, then (websocket upgrades only, when allowed) ?token=, then the login cookie.
+    """Token header first, then (browser websocket handshakes only, when allowed) ?token=, then the login cookie.
 
     A token equal to ``not_a_credential`` counts as no token (the proxy passes a server's own
     secret: jupyterhub-singleuser hands it to the browser in JupyterLab's page config)."""
     authorizer = request.app[keys.AUTHORIZER]
     token = bearer_token(request)
-    if token is None and allow_query_token and is_websocket_upgrade(request):
+    if token is None and allow_query_token and query_token_allowed(request):
         token = request.query.get("token")
     if token is not None and not_a_credential and security.constant_time_equals(token, not_a_credential):
         token = None

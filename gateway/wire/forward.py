@@ -62,7 +62,7 @@ from gateway.wire.upstream import (
 )
 from gateway.wire.upstream_pool import UpstreamPool
 
-__all__ = ["ProxyForwarder"]
+__all__ = ["ProxyForwarder", "is_websocket_upgrade"]
 
 log = logging.getLogger("gateway.proxy")
 
@@ -194,14 +194,7 @@ class ProxyForwarder:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self.max_body_size, actual_size=length
             )
-        headers = request.headers
-        upgrade = headers.get("Upgrade")
-        websocket = (
-            upgrade is not None
-            and upgrade.lower() == "websocket"
-            and request.method == "GET"
-            and any(t.strip() == "upgrade" for t in headers.get("Connection", "").lower().split(","))
-        )
+        websocket = is_websocket_upgrade(request.method, request.headers)
         body: bytes | None = None
         chunked = False
         if websocket:
@@ -439,6 +432,14 @@ class ProxyForwarder:
             self._on_backend_error(route)
         except Exception:
             log.exception("on_backend_error hook failed")
+
+
+def is_websocket_upgrade(method: str, headers) -> bool:
+    """A websocket handshake, tunnelled if the backend switches: GET with ``Connection: upgrade``
+    and ``Upgrade: websocket`` (anything less is forwarded as plain HTTP, its Upgrade dropped)."""
+    upgrade = headers.get("Upgrade")
+    return (upgrade is not None and upgrade.lower() == "websocket" and method == "GET"
+            and any(t.strip() == "upgrade" for t in headers.get("Connection", "").lower().split(",")))
 
 
 def _stale_reuse(conn: UpstreamConnection | None) -> bool:

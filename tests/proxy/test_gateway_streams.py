@@ -76,7 +76,8 @@ async def test_websockets_closed_with_1001_when_the_gateway_stops(gateway_proces
             # ?token= on the upgrade (what JupyterLab's kernel connections use) and the header form
             for how in ("query", "header"):
                 if how == "query":
-                    ws = await s.ws_connect(f"{gw.url}/user/{name}/ws?token={token}", autoclose=False)
+                    ws = await s.ws_connect(f"{gw.url}/user/{name}/ws?token={token}", autoclose=False,
+                                            headers={"Sec-Fetch-Mode": "websocket"})  # as browsers send
                 else:
                     ws = await s.ws_connect(f"{gw.url}/user/{name}/ws", autoclose=False,
                                             headers={"Authorization": f"token {token}"})

@@ -169,7 +169,8 @@ async def test_websocket_with_query_token_and_subprotocol(phub):
     token = await phub.new_token("dina")
     await start(phub, "dina")
     async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(f"{phub.url}/user/dina/ws?token={token}", protocols=("p1", "p2")) as ws:
+        async with s.ws_connect(f"{phub.url}/user/dina/ws?token={token}", protocols=("p1", "p2"),
+                                headers={"Sec-Fetch-Mode": "websocket"}) as ws:  # as browsers send
             assert ws.protocol == "p1"
             await ws.send_str("hello")
             assert (await ws.receive()).data == "hello"

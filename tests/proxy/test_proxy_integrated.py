@@ -52,7 +52,7 @@ async def test_jupyter_kernel_through_the_whole_gateway(start_hub):
             session = uuid.uuid4().hex
             # no header: the user's token rides in ?token= on the upgrade, as JupyterLab's kernel sockets do
             url = f"{base}api/kernels/{kernel}/channels?session_id={session}&token={token}"
-            async with s.ws_connect(url) as ws:
+            async with s.ws_connect(url, headers={"Sec-Fetch-Mode": "websocket"}) as ws:  # as browsers send
                 request = execute_request("1+1", session)
                 await ws.send_str(json.dumps(request))
                 result = None
