@@ -18,7 +18,8 @@ any connection to a backend, on the same canonical target that chose the route:
   methods need the XSRF token bound to the session and the server's prefix (JupyterLab
   sends it as X-XSRFToken from the ``_xsrf`` cookie the gateway sets on that path),
   websocket upgrades need an Origin equal to the gateway's own, and cross-site
-  non-navigation reads are refused (XSSI).
+  non-navigation reads are refused (XSSI), and the backend's CORS grants
+  (``Access-Control-Allow-Origin``/``-Credentials``) are dropped from its answers.
 
 Services differ on purpose (as behind JupyterHub's proxy): the gateway decides who may reach
 them (``access:services``) but does not stand in for them. A service receives the caller's own
@@ -242,7 +243,7 @@ async def proxied(request: web.Request) -> web.StreamResponse:
     metrics = request.app.get(keys.METRICS)
     forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request, route),
                                               set_cookies=xsrf_cookie(request, identity, route.prefix)
-                                              if route.kind == "user" else ())
+                                              if route.kind == "user" else (), cookie_auth=identity.via == "cookie")
     if metrics is None:
         return await forward
     websocket = is_websocket_upgrade(request)

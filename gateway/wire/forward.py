@@ -173,12 +173,14 @@ class ProxyForwarder:
         *,
         target: str | None = None,
         set_cookies: tuple[str, ...] = (),
+        cookie_auth: bool = False,
     ) -> web.StreamResponse:
         """Proxy ``request`` to ``route``'s backend and return the response.
 
         ``target`` replaces the request target sent to the backend (the caller
         strips credentials from the query); ``set_cookies`` are Set-Cookie
-        values added to the response (the gateway's own XSRF cookie).
+        values added to the response (the gateway's own XSRF cookie);
+        ``cookie_auth``: the caller came in on the login cookie (CORS grants are dropped).
         Raises web.HTTPException subclasses for answers the gateway makes
         itself (400, 413, 502, 503, 504) so the app's error pages apply.
         """
@@ -226,10 +228,10 @@ class ProxyForwarder:
             raise _HTTP_FAILURES[status](text=text) from None
         if resp_head.status == 101:
             if websocket:
-                return await self._tunnel(request, route, conn, resp_head)
+                return await self._tunnel(request, route, conn, resp_head, cookie_auth)
             conn.abort()
             raise web.HTTPBadGateway(text="Bad Gateway")
-        return await self._respond(request, route, conn, resp_head, set_cookies)
+        return await self._respond(request, route, conn, resp_head, set_cookies, cookie_auth)
 
     async def _exchange(
         self,
@@ -355,8 +357,10 @@ class ProxyForwarder:
         conn: UpstreamConnection,
         head: ResponseHead,
         set_cookies: tuple[str, ...] = (),
+        cookie_auth: bool = False,
     ) -> web.StreamResponse:
-        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route))
+        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route),
+                                cookie_auth=cookie_auth)
         for cookie in set_cookies:
             kept.append(("Set-Cookie", cookie))
         if conn.body_complete():
@@ -401,12 +405,11 @@ class ProxyForwarder:
         return resp
 
     async def _tunnel(
-        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead
+        self, request: web.Request, route: Route, conn: UpstreamConnection, head: ResponseHead, cookie_auth: bool
     ) -> web.StreamResponse:
         hdrs = CIMultiDict(
-            response_headers(
-                head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route), upgrade=True
-            )
+            response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route),
+                             upgrade=True, cookie_auth=cookie_auth)
         )
         resp = web.StreamResponse(status=101, reason=head.reason or "Switching Protocols", headers=hdrs)
         tunnel = Tunnel(request, conn, route, self._on_activity)

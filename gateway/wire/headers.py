@@ -70,6 +70,10 @@ _DROP_REQUEST = frozenset(
 # Service routes keep the caller's Authorization: a service authenticates its callers itself.
 _DROP_REQUEST_KEEP_AUTH = _DROP_REQUEST - {b"authorization"}
 _DROP_RESPONSE = HOP_BY_HOP | {"content-length"}
+# CORS grants a backend may make to an Origin: not for requests the gateway let through on a login
+# cookie (a backend sees every proxied request as token-authenticated, and may reflect any Origin)
+CORS_GRANTS = frozenset({"access-control-allow-origin", "access-control-allow-credentials"})
+_DROP_RESPONSE_COOKIE_AUTH = _DROP_RESPONSE | CORS_GRANTS
 _CONNECTION_STANDARD = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
 
@@ -193,13 +197,16 @@ def response_headers(
     prefix: str,
     gateway_cookies: frozenset[str],
     upgrade: bool = False,
+    cookie_auth: bool = False,
 ) -> list[tuple[str, str]]:
     """The backend's response headers the client may see, order and case kept.
 
     Drops hop-by-hop headers and Content-Length (the server side re-frames
-    the body) and Set-Cookie values refused by :func:`set_cookie_allowed`.
+    the body), Set-Cookie values refused by :func:`set_cookie_allowed`, and, for
+    a request authenticated by the login cookie (``cookie_auth``), CORS grants.
     For a 101 the Upgrade handshake headers are put back.
     """
+    drop = _DROP_RESPONSE_COOKIE_AUTH if cookie_auth else _DROP_RESPONSE
     named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
@@ -207,7 +214,7 @@ def response_headers(
     out = []
     for name, value in headers:
         lname = name.lower()
-        if lname in _DROP_RESPONSE or lname in named:
+        if lname in drop or lname in named:
             continue
         if lname == "set-cookie" and not set_cookie_allowed(value, prefix, gateway_cookies):
             continue
