@@ -350,6 +350,16 @@ class ProxyForwarder:
             conn.abort()
             raise web.HTTPBadRequest(text="Incomplete request body")
 
+    def answer_headers(self, route: Route, head: ResponseHead, set_cookies: tuple[str, ...] = (),
+                       cookie_auth: bool = False) -> bytes:
+        """The backend's header lines the client gets (both paths): filtered by
+        :func:`response_headers`, our own Set-Cookie values added."""
+        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route),
+                                cookie_auth=cookie_auth)
+        for cookie in set_cookies:
+            kept.append(("Set-Cookie", cookie))
+        return header_block(kept)
+
     async def _respond(
         self,
         request: web.Request,
@@ -359,18 +369,13 @@ class ProxyForwarder:
         set_cookies: tuple[str, ...] = (),
         cookie_auth: bool = False,
     ) -> web.StreamResponse:
-        kept = response_headers(head.headers, prefix=route.prefix, gateway_cookies=self._cookie_names(route),
-                                cookie_auth=cookie_auth)
-        for cookie in set_cookies:
-            kept.append(("Set-Cookie", cookie))
+        block = self.answer_headers(route, head, set_cookies, cookie_auth)
         if conn.body_complete():
             # the common small case: one write, backend headers verbatim
             body = conn.take_body()
             conn.release()
-            return RawResponse(head.status, head.reason, header_block(kept), body, length=head.length)
-        resp = web.StreamResponse(status=head.status, reason=head.reason or None, headers=CIMultiDict(kept))
-        if head.length is not None:
-            resp.content_length = head.length
+            return RawResponse(head.status, head.reason, block, body, length=head.length)
+        resp = RawResponse(head.status, head.reason, block, None, length=head.length)
         if request.transport is not None:
             # keep the pipe to the client full: with asyncio's 64 KiB default
             # every 256 KiB piece waits for the socket to drain to 16 KiB

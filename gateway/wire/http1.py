@@ -1,5 +1,5 @@
 """HTTP/1.1 heads: parsing a backend's responses and the plain requests the front door takes;
-writing the gateway's own short text answers.
+framing a backend's answer for the client; writing the gateway's own short text answers.
 
 Pure functions, no I/O.
 
@@ -18,7 +18,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 __all__ = ["MalformedHead", "ResponseHead", "parse_response_head", "PlainRequest", "parse_plain_request",
-           "plain_text_response", "phrase"]
+           "NO_BODY_STATUS", "frame_response", "chunk", "LAST_CHUNK", "plain_text_response", "phrase"]
 
 # allowed in a response head: visible ASCII, space, tab, obs-text, CR, LF
 _HEAD_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
@@ -194,6 +194,58 @@ def parse_plain_request(raw: bytes) -> PlainRequest | None:
         method.decode("ascii"), target.decode("latin-1"), headers, host.decode("latin-1"), length,
         keep_alive, authorization.decode("latin-1") if authorization is not None else None, len(raw),
     )
+
+
+# ---------------------------------------------------------------- framing a backend's answer
+
+# statuses whose responses never carry a body (nor, from us, a Content-Length)
+NO_BODY_STATUS = frozenset({204, 304})
+
+BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_TO_CLOSE = range(4)
+
+
+def frame_response(status: int, reason: str, header_block: bytes, *, head_request: bool, length: int | None,
+                   keep_alive: bool, http10: bool = False) -> tuple[bytes, int, bool]:
+    """The head the client gets for a backend's answer, and how its body follows.
+
+    The one framing of proxied answers, for front doors and aiohttp's path alike. ``header_block``:
+    the backend's filtered header lines; ``length``: the body's length when known (the whole body
+    received, or the backend's Content-Length), None for a body streamed to its end. Returns
+    (head bytes, one of BODY_NONE/BODY_LENGTH/BODY_CHUNKED/BODY_TO_CLOSE, keep_alive): a body of
+    unknown length goes chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones; no body
+    for HEAD requests (their Content-Length announced when known), 1xx, 204 and 304.
+    """
+    lines = [b"HTTP/1.%d %d %s\r\n" % (0 if http10 else 1, status, (reason or phrase(status)).encode("latin-1")),
+             header_block]
+    if status in NO_BODY_STATUS or status < 200:
+        mode = BODY_NONE
+    elif head_request:
+        mode = BODY_NONE
+        if length is not None:
+            lines.append(b"Content-Length: %d\r\n" % length)
+    elif length is not None:
+        mode = BODY_LENGTH
+        lines.append(b"Content-Length: %d\r\n" % length)
+    elif http10:
+        mode, keep_alive = BODY_TO_CLOSE, False
+    else:
+        mode = BODY_CHUNKED
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        if not http10:
+            lines.append(b"Connection: close\r\n")
+    elif http10:
+        lines.append(b"Connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), mode, keep_alive
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
 
 
 # ---------------------------------------------------------------- our own answers

@@ -34,7 +34,7 @@ import re
 from collections import deque
 from typing import Callable, Protocol
 
-from gateway.wire.http1 import MalformedHead, ResponseHead, parse_response_head
+from gateway.wire.http1 import NO_BODY_STATUS, MalformedHead, ResponseHead, parse_response_head
 
 __all__ = [
     "UpstreamError",
@@ -336,7 +336,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.state = _UPGRADED
             self.keep_alive = False
             self.tail = rest
-        elif self._no_body or head.status in (204, 304):
+        elif self._no_body or head.status in NO_BODY_STATUS:
             self.state = _DONE
             if rest:
                 self.keep_alive = False
