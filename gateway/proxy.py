@@ -1,7 +1,8 @@
 """``/user/<name>/[<server>/]...`` and ``/services/<name>/...``: who may pass, then forward.
 
-One function (``authorize_proxied``) decides for HTTP and websocket upgrades alike, before
-any connection to a backend, on the same canonical target that chose the route:
+One function (:func:`decide`) decides for HTTP and websocket upgrades alike, and for both
+paths (aiohttp's handler ``proxied`` and the front doors' :class:`ProxyLane`), before any
+connection to a backend, on the same canonical target that chose the route:
 
 - identity: ``Authorization: token|bearer``, the login cookie, or ``?token=`` on websocket
   upgrades only (removed from the query before it reaches the backend); the server's own
@@ -33,19 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import AUTH_HEADER, is_websocket_upgrade, presented_xsrf, resolve_identity
+from gateway.auth import is_websocket_upgrade, presented_xsrf, resolve_identity
 from gateway.errors import MISSING_CREDENTIALS, api_error_response
 from gateway.identity.caches import SESSION_COOKIE, XSRF_COOKIE
 from gateway.ops.logs import ACCESS_LOGGER, proxied_level, write_access_line
 from gateway.store import StoreError
 from gateway.vocab.models import Identity
 from gateway.vocab.scrub import loggable_url
-from gateway.vocab.security import constant_time_equals
 from gateway.wire.door_relay import relay
 from gateway.wire.forward import ProxyForwarder, slash_redirect
 from gateway.wire.http1 import PlainRequest
@@ -213,12 +214,23 @@ def not_running(request: web.Request, user_name: str, server_name: str, rest: st
     return Refusal(redirect(hub_path))
 
 
-async def proxied(request: web.Request) -> web.StreamResponse:
-    """The handler of every /user/... and /services/... request (reached through proxy_fast_path)."""
+@dataclass(slots=True)
+class Pass:
+    """The decision to forward: to which route, for whom, with what target and extra answer headers."""
+
+    route: Route
+    identity: Identity
+    target: str  # the backend's request target (our ``?token=`` removed on user routes)
+    set_cookies: tuple[str, ...]  # our ``_xsrf`` cookie, when the browser lacks it
+    cookie_auth: bool  # let through on the login cookie: the backend's CORS grants are dropped
+
+
+async def decide(request) -> Pass | web.StreamResponse:
+    """Who may pass, for both paths: a :class:`Pass`, or the answer given instead (refusal, redirect).
+
+    ``request`` is an aiohttp request, or a front door's :class:`PlainView` (which raises
+    :class:`NeedsFullRequest` where only aiohttp's parsing may answer: cookies, query)."""
     settings = request.app[keys.SETTINGS]
-    problem = check_request(request, settings.proxy_max_body_size)
-    if problem is not None:
-        raise problem
     try:
         target = canonical_target(request.raw_path, settings.base_url)
     except BadPath as e:
@@ -226,8 +238,7 @@ async def proxied(request: web.Request) -> web.StreamResponse:
     if target is None:
         return api_error_response(404, None)
     kind, name, rest = target
-    routes: RouteTable = request.app[keys.ROUTES]
-    route = routes.lookup(kind, name, rest)
+    route = request.app[keys.ROUTES].lookup(kind, name, rest)
     if rest == "" and route is not None:  # /user/alice -> /user/alice/ (never carrying ?token= along)
         query = backend_target(request).partition("?")[2]
         return redirect(route.prefix + ("?" + query if query else ""))
@@ -240,13 +251,33 @@ async def proxied(request: web.Request) -> web.StreamResponse:
     except StoreError as e:  # a cache miss met a database that cannot answer
         log.error("Cannot check access to %s: %s", loggable_url(request.raw_path), e)
         return api_error_response(503, str(e))
+    target_sent = backend_target(request, route)
+    named = slash_redirect(target_sent, route.prefix)  # /user/alice/nb -> /user/alice/nb/
+    if named is not None:
+        return redirect(named)
+    cookies = xsrf_cookie(request, identity, route.prefix) if route.kind == "user" else ()
+    return Pass(route, identity, target_sent, cookies, identity.via == "cookie")
+
+
+def count(app: web.Application, status: int, received: int, sent: int) -> None:
+    """The metrics of one proxied request, whichever path served it."""
+    metrics = app.get(keys.METRICS)
+    if metrics is not None:
+        metrics.proxy_request(status, received, sent)
+
+
+async def proxied(request: web.Request) -> web.StreamResponse:
+    """The handler of every /user/... and /services/... request (reached through proxy_fast_path)."""
+    problem = check_request(request, request.app[keys.SETTINGS].proxy_max_body_size)
+    if problem is not None:
+        raise problem
+    decision = await decide(request)
+    if not isinstance(decision, Pass):
+        return decision
+    forward = request.app[keys.PROXY].forward(request, decision.route, target=decision.target,
+                                              set_cookies=decision.set_cookies, cookie_auth=decision.cookie_auth)
     metrics = request.app.get(keys.METRICS)
-    forward = request.app[keys.PROXY].forward(request, route, target=backend_target(request, route),
-                                              set_cookies=xsrf_cookie(request, identity, route.prefix)
-                                              if route.kind == "user" else (), cookie_auth=identity.via == "cookie")
-    if metrics is None:
-        return await forward
-    websocket = is_websocket_upgrade(request)
+    websocket = metrics is not None and is_websocket_upgrade(request)
     if websocket:
         metrics.websocket_opened()
     response: web.StreamResponse | None = None
@@ -262,29 +293,69 @@ async def proxied(request: web.Request) -> web.StreamResponse:
             metrics.websocket_closed()
         if response is not None:
             status = response.status
-        metrics.proxy_request(status, request.content_length or 0, response.body_length if response is not None else 0)
+        count(request.app, status, request.content_length or 0, response.body_length if response is not None else 0)
+
+
+class NeedsFullRequest(Exception):
+    """The decision needs what only aiohttp's request parsing provides (cookies, the query)."""
+
+
+class PlainView:
+    """A front door's plain request, read by :func:`decide` as it reads an aiohttp request."""
+
+    __slots__ = ("app", "head", "scheme", "identity")
+
+    def __init__(self, app: web.Application, head: PlainRequest, scheme: str) -> None:
+        self.app = app
+        self.head = head
+        self.scheme = scheme
+        self.identity: Identity | None = None
+
+    method = property(lambda self: self.head.method)
+    raw_path = property(lambda self: self.head.target)
+    host = property(lambda self: self.head.host)
+    secure = property(lambda self: self.scheme == "https")
+    headers = property(lambda self: self)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """A header's value (the first one), as ``request.headers.get``."""
+        if name.lower() == "authorization":  # parsed once already (exactly one, visible ASCII)
+            return self.head.authorization if self.head.authorization is not None else default
+        wanted = name.lower().encode()
+        for key, value in self.head.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+    @property
+    def cookies(self):
+        raise NeedsFullRequest
+
+    @property
+    def query(self):
+        raise NeedsFullRequest
+
+    def __setitem__(self, key, value) -> None:
+        if key is keys.IDENTITY:
+            self.identity = value
 
 
 class ProxyLane:
     """The proxy's lane for front doors (:mod:`gateway.wire.frontdoor`).
 
-    It serves a plain request when the request carries a token in its Authorization header and
-    that token may reach a running route (:func:`may_reach`, the policy ``authorize_proxied``
-    applies). Every other case returns False before anything is sent, and aiohttp's path
-    (``proxied``) answers it: login cookies (XSRF, Origin and the ``_xsrf`` cookie), a server's
-    own secret presented back, refusals, redirects, the not-running answers, a database that
-    cannot answer. A token-authenticated request needs none of the browser rules."""
+    It serves a plain request that carries an Authorization header when :func:`decide` lets it
+    pass, with no browser state to handle (no cookie to set). Every other case returns False
+    before anything is sent, and aiohttp's path (``proxied``) answers it through the same
+    decision: login cookies, a server's own secret presented back, refusals, redirects, the
+    not-running answers, a database that cannot answer."""
 
     def __init__(self, app: web.Application) -> None:
         settings = app[keys.SETTINGS]
         self.app = app
-        self.base_url = settings.base_url
         # both spellings of a base_url with percent-escapes (canonical_target reads either)
         self.prefixes = tuple({base + kind for base in (settings.base_url, settings.base_route)
                                for kind in ("user/", "services/")})
         self.max_body = settings.proxy_max_body_size
-        self.authorizer = app[keys.AUTHORIZER]
-        self.routes: RouteTable = app[keys.ROUTES]
         self.forwarder: ProxyForwarder = app[keys.PROXY]
         self.access_log = logging.getLogger(ACCESS_LOGGER)
         self.loop = asyncio.get_running_loop()
@@ -296,52 +367,26 @@ class ProxyLane:
 
     async def serve(self, door, head: PlainRequest, body: bytes) -> bool:
         started = self.loop.time()
-        match = AUTH_HEADER.match(head.authorization or "")
-        if match is None:
-            return False
-        token = match.group(1)
+        view = PlainView(self.app, head, door.scheme)
         try:
-            target = canonical_target(head.target, self.base_url)
-        except BadPath:
+            decision = await decide(view)
+        except NeedsFullRequest:
             return False
-        if target is None or target[2] == "":
-            return False
-        kind, name, rest = target
-        route = self.routes.lookup(kind, name, rest)
-        if route is None or route.kind == "user" and route.secret and constant_time_equals(token, route.secret):
-            return False
-        try:
-            identity = await self.authorizer.identify_token(token)
-            if identity is None or not await may_reach(self.app, identity, kind, name, route.server_name):
-                return False
-        except StoreError:
-            return False
-        if slash_redirect(head.target, route.prefix) is not None:
-            return False  # /user/alice/nb -> /user/alice/nb/ (the named server's prefix)
+        if not isinstance(decision, Pass) or decision.set_cookies:
+            return False  # aiohttp's path gives this answer (deciding again, the same way)
         forwarder = self.forwarder
+        route = decision.route
         upstream = forwarder.request_head(
-            route, head.method, without_token_param(head.target, route), head.headers, host=head.host,
+            route, head.method, decision.target, head.headers, host=head.host,
             peer=door.peer, scheme=door.scheme, content_length=head.content_length)
-        status, sent = await relay(forwarder, door, route, upstream + body, head.method)
-        metrics = self.app.get(keys.METRICS)
-        if metrics is not None:
-            metrics.proxy_request(status, len(body), sent)
+        status, sent = await relay(forwarder, door, route, upstream + body, head.method,
+                                   cookie_auth=decision.cookie_auth)
+        count(self.app, status, len(body), sent)
         level = proxied_level(status)
         if self.access_log.isEnabledFor(level):
-            write_access_line(self.access_log, level, status, head.method, head.target, identity.name, door.peer,
-                              self.loop.time() - started, _header_getter(head), head.content_length, sent)
+            write_access_line(self.access_log, level, status, head.method, head.target, decision.identity.name,
+                              door.peer, self.loop.time() - started, view.get, head.content_length, sent)
         return True
-
-
-def _header_getter(head: PlainRequest):
-    def header(name: str, default: str) -> str:
-        wanted = name.lower().encode()
-        for key, value in head.headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return default
-
-    return header
 
 
 def make_fast_path():
