@@ -328,7 +328,20 @@ class FrontDoor(asyncio.Protocol):
 
 class FrontDoorSite(web.TCPSite):
     """A TCPSite whose connections open on a front door when the app provides a lane
-    (``app[keys.FRONT_LANE]``); without one it is aiohttp's own TCPSite."""
+    (``app[keys.FRONT_LANE]``); without one it is aiohttp's own TCPSite.
+
+    Private aiohttp internals, used here and nowhere else (checked against the pinned aiohttp
+    minor versions): ``TCPSite._server`` (the listening asyncio server, which ``stop`` closes),
+    the attributes ``TCPSite.__init__`` keeps (``_host``, ``_port``, ``_ssl_context``,
+    ``_backlog``, ``_reuse_address``, ``_reuse_port``, ``_bound_port``), ``BaseSite._runner``,
+    and the handing of a connection to ``runner.server`` (aiohttp's protocol factory) with
+    ``transport.set_protocol``."""
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one chosen by the system for port 0)."""
+        sockets = self._server.sockets if self._server is not None else ()
+        return sockets[0].getsockname()[1] if sockets else self._port
 
     def __init__(self, runner: web.AppRunner, *args, lane: Lane | None, idle_timeout: float = 75.0,
                  drain_timeout: float = 10.0, **kwargs) -> None:

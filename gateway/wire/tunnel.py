@@ -24,6 +24,10 @@ connection is just closed.
 The tunnel plugs into aiohttp's server connection the way aiohttp's own
 ``WebSocketResponse`` does (``RequestHandler.set_parser``): incoming client
 bytes arrive at :meth:`Tunnel.feed_data`.
+
+Private aiohttp internals, used here and nowhere else (checked against the pinned
+aiohttp minor versions): ``RequestHandler.set_parser`` and its parser interface
+(``feed_data``/``feed_eof``), reached through ``request.protocol``.
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ class Tunnel:
             self._from_upstream(tail)
         # aiohttp feeds any bytes the client sent after its upgrade request
         # to the new parser right away
-        request.protocol.set_parser(self)  # type: ignore[arg-type]
+        request.protocol.set_parser(self)  # type: ignore[arg-type]  # aiohttp internal (see the module docstring)
         request.protocol.keep_alive(False)
 
     # client -> backend: aiohttp's parser interface

@@ -179,7 +179,7 @@ async def test_both_paths_send_and_answer_the_same(start_hub, backend):
             from gateway.wire.frontdoor import listening_site
             hub.site = listening_site(hub.runner, "127.0.0.1", 0, shutdown_timeout=1, front_door=False)
             await hub.site.start()
-            hub.url = f"http://127.0.0.1:{hub.site._server.sockets[0].getsockname()[1]}"
+            hub.url = f"http://127.0.0.1:{hub.site.port}"
         token = await mount(hub, backend)
         request = ("POST /user/alice/echo/p%20q?x=%2F&y=1 HTTP/1.1\r\nHost: gw.test\r\n"
                    f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 7\r\n"
