@@ -56,11 +56,19 @@ def make_settings(tmp_path: Path):
 
 
 @pytest.fixture
-async def start_hub(make_settings) -> AsyncIterator:
+def front_door() -> bool:
+    """Whether ``start_hub``'s gateways listen with front doors (the default). ``tests/proxy/``
+    overrides it with both values: each proxy answer is checked on the front-door lane and on
+    aiohttp's path."""
+    return True
+
+
+@pytest.fixture
+async def start_hub(make_settings, front_door) -> AsyncIterator:
     hubs: list[Hub] = []
 
     async def start(configure: Callable[[web.Application], Any] | None = None, **overrides: Any) -> Hub:
-        hub = await start_hub_with(make_settings(**overrides), configure)
+        hub = await start_hub_with(make_settings(**overrides), configure, front_door=front_door)
         hubs.append(hub)
         return hub
 

@@ -1,7 +1,10 @@
 """Front doors (gateway/wire/frontdoor.py): plain token-authenticated proxied requests on the lean path,
 everything else handed to aiohttp on the same connection. Real sockets on a real gateway; the
 backend is an aiohttp app in the test process, mounted as alice's default server, so each test
-controls exactly what the backend answers and sees what it received."""
+controls exactly what the backend answers and sees what it received.
+
+Every test runs on both paths (front doors on and off) and expects the same answers; the ones
+about the lane itself (its counters, idle sweep, back-pressure, failures) run with it only."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from tests.helpers.hub import free_port
 from tests.helpers.wire import raw_exchange, status_of
 
 SECRET = "backend-secret-0123456789"
+LANE_ONLY = pytest.mark.parametrize("front_door", [True], ids=["front-door"])
 
 
 class Backend:
@@ -151,13 +155,14 @@ def dechunk(body: bytes) -> bytes:
 async def test_token_request_is_forwarded_on_the_lean_path(hub, backend):
     token = await mount(hub, backend)
     doors = hub.site.doors
-    before = (doors.served, doors.handed_off)
+    before = (doors.served, doors.handed_off) if doors is not None else None
     raw = await raw_exchange(port_of(hub), get("/user/alice/echo/x?a=1&token=" + token, token,
                                                "Cookie: gateway-login=abc; theirs=1", "X-Forwarded-For: 6.6.6.6",
                                                "Connection: keep-alive, X-Drop", "X-Drop: 1"))
     status, headers, body = split_response(raw)
     assert status == 200, raw
-    assert (doors.served - before[0], doors.handed_off - before[1]) == (1, 0)
+    if doors is not None:
+        assert (doors.served - before[0], doors.handed_off - before[1]) == (1, 0)
     seen = json.loads(body)
     sent = {k.lower(): v for k, v in seen["headers"]}
     assert seen["path"] == "/user/alice/echo/x?a=1"  # our credential never reaches the backend
@@ -168,6 +173,7 @@ async def test_token_request_is_forwarded_on_the_lean_path(hub, backend):
     assert headers["x-backend"] == ["yes"] and headers["content-length"] == [str(len(body))]
 
 
+@LANE_ONLY
 async def test_both_paths_send_and_answer_the_same(start_hub, backend):
     """The same request through a front door and through aiohttp's path: same bytes to the
     backend, same status, headers and body to the client (Date aside)."""
@@ -209,7 +215,7 @@ async def test_pipelined_requests_are_answered_in_order(hub, backend):
 async def test_hub_request_on_the_same_connection_goes_to_aiohttp(hub, backend):
     token = await mount(hub, backend)
     doors = hub.site.doors
-    handed = doors.handed_off
+    handed = doors.handed_off if doors is not None else 0
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
     try:
         for path in ("/user/alice/echo/1", "/hub/api/user", "/user/alice/echo/2"):
@@ -222,7 +228,8 @@ async def test_hub_request_on_the_same_connection_goes_to_aiohttp(hub, backend):
                 assert json.loads(body)["name"] == "alice"
     finally:
         writer.close()
-    assert doors.handed_off == handed + 1
+    if doors is not None:
+        assert doors.handed_off == handed + 1
     assert [s["path"] for s in backend.seen[-2:]] == ["/user/alice/echo/1", "/user/alice/echo/2"]
 
 
@@ -230,7 +237,7 @@ async def test_requests_the_lane_does_not_take_get_aiohttps_answers(hub, backend
     token = await mount(hub, backend)
     port = port_of(hub)
     doors = hub.site.doors
-    served = doors.served
+    served = doors.served if doors is not None else 0
     # no credentials, browser-like: the login redirect
     assert status_of(await raw_exchange(port, get("/user/alice/echo", None, "Accept: text/html"))) == 302
     # no credentials, API-like
@@ -251,7 +258,8 @@ async def test_requests_the_lane_does_not_take_get_aiohttps_answers(hub, backend
                "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").encode()
     assert status_of(await raw_exchange(port, chunked)) == 200
     assert backend.seen[-1]["length"] == 3
-    assert doors.served == served  # every one of them answered by aiohttp's path
+    if doors is not None:
+        assert doors.served == served  # every one of them answered by aiohttp's path
 
 
 async def test_body_arriving_in_pieces_and_connection_close(hub, backend):
@@ -307,6 +315,9 @@ async def test_large_response_streams(hub, backend):
         writer.close()
 
 
+# aiohttp's path does not notice (aiohttp does not cancel handlers of vanished clients): its backend
+# request ends at the read timeout
+@LANE_ONLY
 async def test_client_leaving_drops_the_backend_request(hub, backend):
     token = await mount(hub, backend)
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
@@ -325,6 +336,7 @@ async def test_dead_backend_answers_503(hub, backend):
     assert "GMT" in headers["date"][0]
 
 
+@LANE_ONLY
 async def test_idle_and_slow_connections_are_closed(hub, backend):
     await mount(hub, backend)
     hub.site.doors.idle_timeout = 0.3
@@ -336,6 +348,7 @@ async def test_idle_and_slow_connections_are_closed(hub, backend):
         writer.close()
 
 
+@LANE_ONLY
 async def test_a_client_that_never_reads_cannot_pile_up_answers(hub, backend):
     """Pipelined requests whose answers are never read: the gateway stops taking requests once
     the connection's write buffer is full, so its memory stays bounded."""
@@ -399,6 +412,7 @@ async def test_stopping_lets_a_request_in_flight_finish(make_settings, backend):
     assert headers["connection"] == ["close"]
 
 
+@LANE_ONLY
 async def test_a_failure_in_the_lane_answers_500_and_closes(hub, backend):
     """An unexpected error before any byte of the answer: 500 (as aiohttp answers), then the close."""
     token = await mount(hub, backend)

@@ -126,11 +126,6 @@ class RawBackend:
             writer.close()
 
 
-@pytest.fixture(params=[True, False], ids=["front-door", "aiohttp"])
-def front_door(request) -> bool:
-    return request.param
-
-
 @pytest.fixture
 async def gw(make_settings, front_door):
     """A gateway (admin_access on) listening with or without front doors, and its backends mounted."""
