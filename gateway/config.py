@@ -468,6 +468,10 @@ KEYS: tuple[Key, ...] = (
       "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
     K("Gateway", "uvloop", "uvloop", True, as_bool,
       "Run on uvloop's event loop when it is installed (Linux): less CPU per proxied request."),
+    K("Gateway", "front_doors", "front_doors", True, as_bool,
+      "Serve plain token-authenticated proxied requests on the lean front-door path (less CPU per "
+      "request); False sends every request through aiohttp's handler (e.g. for on_response_prepare "
+      "signals, which the lean path does not run)."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -554,6 +558,7 @@ class Settings:
     create_first_admin: bool = True
     shutdown_timeout: float = 10.0
     uvloop: bool = True
+    front_doors: bool = True
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)

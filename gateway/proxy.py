@@ -438,7 +438,7 @@ async def proxy_context(app: web.Application):
         on_backend_error=on_backend_error,
     )
     app[keys.PROXY] = forwarder
-    if not app.on_response_prepare:  # the lane writes responses itself: no signal would see them
+    if settings.front_doors:  # the lane writes its answers itself: on_response_prepare signals do not see them
         app[keys.FRONT_LANE] = ProxyLane(app)
     yield
     drains = app[keys.FRONT_DRAINS]

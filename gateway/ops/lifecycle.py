@@ -40,6 +40,7 @@ NEEDS_RESTART = frozenset({
     "cookie_max_age_days", "authenticator_class", "spawner_class", "data_dir", "activity_resolution",
     "admin_access", "shared_password", "admin_password", "dummy_password", "pam_service",
     "spawner_poll_interval", "max_body_size", "shutdown_timeout", "uvloop",
+    "front_doors",
 })
 RELOADABLE = frozenset(f.name for f in fields(Settings)) - NEEDS_RESTART - {"config_file"}
 

@@ -383,7 +383,8 @@ class FrontDoorSite(web.TCPSite):
 
 def listening_site(runner: web.AppRunner, host: str, port: int, *, shutdown_timeout: float,
                    front_door: bool = True, **kwargs) -> FrontDoorSite:
-    """The gateway's listening site: front doors when the app has a lane (and ``front_door``)."""
+    """The gateway's listening site: front doors when the app has a lane (``c.Gateway.front_doors``,
+    the default) and ``front_door`` is not False."""
     lane = runner.app.get(keys.FRONT_LANE) if front_door else None
     return FrontDoorSite(runner, host, port, lane=lane, idle_timeout=server_handler_args()["keepalive_timeout"],
                          drain_timeout=shutdown_timeout, **kwargs)

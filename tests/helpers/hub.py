@@ -4,6 +4,7 @@ own OS process (``GatewayProcess``), and the free-port picker."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -101,7 +102,10 @@ class Hub:
 async def start_hub_with(settings: Settings, configure: Callable[[web.Application], Any] | None = None, *,
                          front_door: bool = True, shutdown_timeout: float = 10) -> Hub:
     """A started gateway on the settings' port, listening as the CLI does (front doors unless
-    ``front_door=False``: then every request takes aiohttp's path); ``configure(app)`` runs before it starts."""
+    ``front_door=False``, i.e. ``c.Gateway.front_doors = False``: then every request takes aiohttp's path);
+    ``configure(app)`` runs before it starts."""
+    if not front_door:
+        settings = dataclasses.replace(settings, front_doors=False)
     app = create_app(settings)
     if configure is not None:
         configure(app)
