@@ -37,6 +37,14 @@ class RawResponse(web.StreamResponse):
         self._raw_body = body
         self._announced = length
         self._mode = BODY_NONE
+        # body bytes (aiohttp's own count includes the head, and is known only once written: the
+        # proxy counts a whole answer before aiohttp writes it)
+        self._sent = len(body) if body else 0
+
+    @property
+    def body_length(self) -> int:
+        """Body bytes sent, as a front door counts them (metrics, access log)."""
+        return self._sent
 
     async def _start(self, request: web.BaseRequest) -> web.AbstractStreamWriter:  # type: ignore[override]
         self._req = request
@@ -62,6 +70,8 @@ class RawResponse(web.StreamResponse):
             keep_alive=keep_alive, http10=request.version.minor == 0)
         if body and self._mode == BODY_LENGTH:
             head += body
+        else:
+            self._sent = 0
         await writer.write(head)
         return writer
 
@@ -69,6 +79,7 @@ class RawResponse(web.StreamResponse):
         """One piece of a streamed body (framed as the head announced)."""
         if not data or self._mode == BODY_NONE:
             return
+        self._sent += len(data)
         await super().write(chunk(bytes(data)) if self._mode == BODY_CHUNKED else data)
 
     async def write_eof(self, data: bytes = b"") -> None:

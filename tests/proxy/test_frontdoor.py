@@ -434,3 +434,22 @@ async def test_a_failure_in_the_lane_answers_500_and_closes(hub, backend):
     status, headers, body = split_response(raw)
     assert (status, headers["connection"], body) == (500, ["close"], b"500 Internal Server Error")
     assert raw.count(b"HTTP/1.1 ") == 1  # the pipelined second request is not answered on a broken connection
+
+
+async def test_metrics_count_body_bytes_on_both_paths(hub, backend):
+    """One metrics call for both paths: body bytes out, whole or streamed (never the head's)."""
+    from tests.test_metrics import scrape, value
+
+    token = await mount(hub, backend)
+    admin = await hub.new_token("root", admin=True)
+    before = await scrape(hub, admin)
+    assert split_response(await raw_exchange(port_of(hub), get("/user/alice/blob", token)))[0] == 200
+    raw = await raw_exchange(port_of(hub), get("/user/alice/chunked", token), responses=None, limit=3)
+    assert dechunk(split_response(raw)[2]) == b"piece-0;piece-1;piece-2;piece-3;piece-4;"
+    after = await scrape(hub, admin)
+    sent = value(after, "gateway_proxy_bytes_total", direction="out") - value(before, "gateway_proxy_bytes_total",
+                                                                                 direction="out")
+    assert sent == 100_000 + len(b"piece-0;") * 5
+    ok = value(after, "gateway_proxy_requests_total", status="2xx") - value(before, "gateway_proxy_requests_total",
+                                                                             status="2xx")
+    assert ok == 2
