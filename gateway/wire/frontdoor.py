@@ -3,7 +3,7 @@
 Why: aiohttp's request machinery (request objects, router, middlewares, response preparation)
 costs about as much CPU as the whole budget of a proxied request (issue 5 asks for under about
 50 µs). A :class:`FrontDoor` reads each request head itself. A *plain* request (see
-:func:`gateway.http1.parse_plain_request`) that its :class:`Lane` accepts (the proxy's: a
+:func:`gateway.wire.http1.parse_plain_request`) that its :class:`Lane` accepts (the proxy's: a
 token-authenticated request for a running route the caller may reach) is served here, through
 the same authorization policy, upstream pool and header rewriting as the aiohttp path.
 

@@ -1,4 +1,4 @@
-"""A backend's answer written to an aiohttp client connection, framed by :func:`gateway.http1.frame_response`.
+"""A backend's answer written to an aiohttp client connection, framed by :func:`gateway.wire.http1.frame_response`.
 
 The backend's header lines are written verbatim instead of being rebuilt by aiohttp: the client
 sees the backend's ``Date``, ``Server``, CSP and the rest untouched, nothing is added but the

@@ -19,7 +19,7 @@ tunnel
     ways; :mod:`gateway.wire.tunnel` takes it over.
 
 Backends are user-controlled code, so response heads are parsed strictly
-(:mod:`gateway.http1`); a malformed head, chunk framing or an oversized head is
+(:mod:`gateway.wire.http1`); a malformed head, chunk framing or an oversized head is
 a :class:`BadResponse` (the proxy answers 502) and the connection is discarded.
 Pooling lives in :mod:`gateway.wire.upstream_pool`.
 

@@ -438,7 +438,7 @@ async def test_a_failure_in_the_lane_answers_500_and_closes(hub, backend):
 
 async def test_metrics_count_body_bytes_on_both_paths(hub, backend):
     """One metrics call for both paths: body bytes out, whole or streamed (never the head's)."""
-    from tests.test_metrics import scrape, value
+    from tests.ops.test_metrics import scrape, value
 
     token = await mount(hub, backend)
     admin = await hub.new_token("root", admin=True)
