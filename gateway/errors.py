@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
-from gateway import JUPYTERHUB_API_VERSION
+from gateway import JUPYTERHUB_API_VERSION, keys
 from gateway.store import StoreError
 from gateway.vocab.scrub import loggable_url
 
@@ -51,17 +51,15 @@ def api_error_response(status: int, message: str | None, headers: Mapping[str, s
     return response
 
 
-HtmlRenderer = Callable[[web.Request, int, str | None], Awaitable[web.StreamResponse]]
 
 
 async def plain_html_error(request: web.Request, status: int, message: str | None) -> web.StreamResponse:
-    """Fallback error page; the pages capability replaces it with a templated one (app[ERROR_PAGE])."""
+    """Fallback error page; the pages capability replaces it with a templated one (app[keys.ERROR_PAGE])."""
     text = html.escape(message or web.HTTPException.__name__)
     body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{text}</p>"
     return web.Response(text=body, status=status, content_type="text/html")
 
 
-ERROR_PAGE = web.AppKey("error_page", HtmlRenderer)
 
 
 def _is_api(request: web.Request, api_prefix: str) -> bool:
@@ -123,11 +121,11 @@ async def _render(request: web.Request, api: bool, status: int, message: str | N
                   headers: Mapping[str, str] | None) -> web.StreamResponse:
     if api:
         return api_error_response(status, message, headers)
-    renderer = request.app.get(ERROR_PAGE, plain_html_error)
+    renderer = request.app.get(keys.ERROR_PAGE, plain_html_error)
     response = await renderer(request, status, message)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
 
 
-__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "ERROR_PAGE", "MISSING_CREDENTIALS"]
+__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "MISSING_CREDENTIALS"]

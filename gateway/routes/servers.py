@@ -26,7 +26,6 @@ from gateway.vocab.names import valid_display_name, valid_server_name
 routes = web.RouteTableDef()
 # set when the gateway begins stopping: progress streams end then (cleanly, with the stream's
 # end), instead of holding the shutdown until the spawn ends or a keepalive finds the reader gone
-STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
 KEEPALIVE_SECONDS = 8.0
 DEFAULT = "/users/{user_name}/server"
 NAMED = "/users/{user_name}/servers/{server_name}"
@@ -207,7 +206,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     events = mgr.progress(user.name, name) if entry.pending == "spawn" or entry.ready else _last_failure(entry)
     try:
         await response.write(b"\n\n")
-        async with contextlib.aclosing(_with_keepalives(events, request.app[STOPPING])) as stream:
+        async with contextlib.aclosing(_with_keepalives(events, request.app[keys.STOPPING])) as stream:
             async for event in stream:
                 await response.write(encode_event(event) if event is not None else b"\n\n")
         await response.write_eof()
@@ -261,11 +260,9 @@ async def servers_context(app: web.Application):
 
 
 async def end_progress_streams(app: web.Application) -> None:
-    app[STOPPING].set()
+    app[keys.STOPPING].set()
 
 
 def setup(app: web.Application) -> None:
     mount_api(app, routes)
-    app[STOPPING] = asyncio.Event()
-    app.on_shutdown.append(end_progress_streams)
-    app.cleanup_ctx.append(servers_context)
+    app[keys.STOPPING] = asyncio.Event()

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from gateway import keys
-from gateway.ops.culler import CULLER
 from gateway.vocab.serialize import user_url
 from tests.helpers.paths import FAKE_SERVER
 
@@ -51,7 +50,7 @@ async def test_idle_server_culled_active_spared(start_hub):
     idle, busy = await hub.new_token("idle"), await hub.new_token("busy")
     assert (await hub.api("POST", "/users/idle/server", token=idle)).status == 201
     assert (await hub.api("POST", "/users/busy/servers/nb", token=busy)).status == 201
-    servers, culler = hub.app[keys.SERVERS], hub.app[CULLER]
+    servers, culler = hub.app[keys.SERVERS], hub.app[keys.CULLER]
     started = time.monotonic()
 
     await wait_for(lambda: servers.status("idle", "") is None, keep_alive=[(hub, "busy", "nb")])
@@ -76,7 +75,7 @@ async def test_activity_api_and_recorder_count_as_activity(start_hub):
     assert (await hub.api("POST", "/users/carol/server", token=token)).status == 201
     user = await hub.store.get_user("carol")
     server = await hub.store.get_server(user.id, "")
-    recorder, servers, culler = hub.app[keys.ACTIVITY], hub.app[keys.SERVERS], hub.app[CULLER]
+    recorder, servers, culler = hub.app[keys.ACTIVITY], hub.app[keys.SERVERS], hub.app[keys.CULLER]
     passes, started = culler.passes, time.monotonic()
     deadline = time.monotonic() + 30
     while not (culler.passes >= passes + 3 and time.monotonic() - started > 4) and time.monotonic() < deadline:
@@ -132,7 +131,7 @@ async def test_culling_off_by_default(start_hub):
     hub = await start_hub(spawner_cmd=FAKE, cull_interval=1)
     token = await hub.new_token("erin")
     assert (await hub.api("POST", "/users/erin/server", token=token)).status == 201
-    culler = hub.app[CULLER]
+    culler = hub.app[keys.CULLER]
     report = await culler.cull_once(now=time.time() + 10 * 86400)
     assert report.stopped == [] and hub.app[keys.SERVERS].status("erin", "") == "ready"
 
@@ -143,7 +142,7 @@ async def test_one_pass_semantics(start_hub):
     token = await hub.new_token("fay")
     assert (await hub.api("POST", "/users/fay/servers/a", token=token)).status == 201
     assert (await hub.api("PUT", "/users/fay/servers/b", token=token)).status == 201  # recorded, never started
-    culler = hub.app[CULLER]
+    culler = hub.app[keys.CULLER]
     assert (await culler.cull_once()).stopped == []  # just started: not idle
     report = await culler.cull_once(now=time.time() + 5)
     assert report.stopped == ["fay/a"]
