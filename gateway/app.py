@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,7 +25,8 @@ from gateway.identity.caches import Authorizer
 from gateway.ops.activity import ActivityRecorder
 from gateway.ops.bootstrap import sync_config
 from gateway.ops.culler import IdleCuller
-from gateway.ops.logs import access_log_args
+from gateway.ops.lifecycle import RELOADABLE, changed_fields
+from gateway.ops.logs import access_log_args, set_level
 from gateway.ops.metrics import Metrics, make_timing_middleware
 from gateway.pages import accept_share, admin, home, kit, login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
@@ -151,13 +153,26 @@ ON_STARTUP = (metrics.record_startup,)  # after every context has started
 ON_SHUTDOWN = (proxy.close_websockets, servers.end_progress_streams)  # listener closed, contexts still up
 
 
+def caller_name(request: web.BaseRequest) -> str:
+    """The access log's user part: the caller's user or service name, '-' when anonymous."""
+    identity = request.get(keys.IDENTITY)
+    return "-" if identity is None or identity.anonymous else identity.name
+
+
+def hub_prefix(request: web.BaseRequest) -> str:
+    try:
+        return request.app[keys.SETTINGS].hub_route  # type: ignore[attr-defined]  # compared with request.path
+    except (AttributeError, AssertionError, KeyError, RuntimeError):
+        return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
+
+
 def create_app(settings: Settings) -> web.Application:
     app_metrics = Metrics()
     middlewares = [
         proxy.make_fast_path(),  # proxied requests skip the hub's middlewares below
         make_timing_middleware(app_metrics, settings.hub_route),  # sees the status the error middleware made
         # route forms: the middlewares compare them with request.path, which aiohttp decodes
-        make_error_middleware(settings.api_route, settings.hub_route),
+        make_error_middleware(settings.api_route, settings.hub_route, kit.error_page),
         # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
         make_strict_middleware(proxy.body_limit(settings)),
         make_identity_middleware(settings.hub_route),
@@ -169,7 +184,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_size,
         # Parser limits (above the 414/431 thresholds httpstrict answers) and the access logger ride in
         # handler_args, which override the runner's arguments: the CLI and the tests run the same server.
-        handler_args={**server_handler_args(), **access_log_args()},
+        handler_args={**server_handler_args(), **access_log_args(caller_name, hub_prefix)},
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = app_metrics  # before any context: the ServerManager records into it
@@ -181,3 +196,29 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.extend(ON_STARTUP)
     app.on_shutdown.extend(ON_SHUTDOWN)
     return app
+
+
+async def reload_settings(app: web.Application, new: Settings) -> tuple[set[str], set[str]]:
+    """Apply ``new`` to the running app as far as possible; return (applied, needs_restart) key names.
+
+    Keys that need a restart keep their running values. Raises ConfigError (nothing applied)
+    if the new config cannot be synchronised into the store."""
+    old = app[keys.SETTINGS]
+    changed = changed_fields(old, new)
+    applied = changed & RELOADABLE
+    restart = changed - RELOADABLE - {"config_file"}
+    merged = old.replace(**{name: getattr(new, name) for name in applied})
+    await sync_config(app[keys.STORE], merged)
+    with warnings.catch_warnings():
+        # aiohttp frowns on changing a started app's state; replacing the settings object is the
+        # point of a reload, and every handler reads app[SETTINGS] per request.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[keys.SETTINGS] = merged
+    servers = app.get(keys.SERVERS)
+    if servers is not None:
+        servers.apply_settings(merged)
+    services = app.get(keys.SERVICES)
+    if services is not None:
+        await services.apply_settings(merged)
+    set_level(merged.log_level)
+    return applied, restart

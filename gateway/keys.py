@@ -8,7 +8,7 @@ when it runs, so any module may import it. A module whose class is named here mu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.authenticators.builtin import Authenticator
     from gateway.config import Settings
+    from gateway.errors import HtmlRenderer
     from gateway.identity.caches import Authorizer
     from gateway.ops.activity import ActivityRecorder
     from gateway.ops.culler import IdleCuller
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from gateway.vocab.security import CookieCipher
     from gateway.wire.forward import ProxyForwarder
     from gateway.wire.routing import RouteTable
-
-# Renders an HTML error page: (request, status, message) -> response.
-HtmlRenderer = Callable[[web.Request, int, "str | None"], Awaitable[web.StreamResponse]]
 
 # Set by app.create_app and its contexts, in the order they start:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")  # replaced as a whole on SIGHUP

@@ -105,10 +105,12 @@ async def test_cull_users_deletes_idle_users_but_never_admins(start_hub):
     hub = await culling_hub(start_hub, cull_users=True)
     await hub.new_user("ghost")
     await hub.new_user("boss", admin=True)
-    active = await hub.new_user("lively")
     token = await hub.new_token("runner")
     assert (await hub.api("POST", "/users/runner/server", token=token)).status == 201
     recorder = hub.app[keys.ACTIVITY]
+    # made after the start (which may take longer than the idle timeout) and active at once
+    active = await hub.new_user("lively")
+    recorder.note_user(active.id)
 
     async def ghost_gone() -> bool:
         recorder.note_user(active.id)
