@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION
 from gateway.store import StoreError
+from gateway.vocab.refusals import AlreadyExists, Busy, Refused
 from gateway.vocab.scrub import loggable_url
 
 log = logging.getLogger("gateway.errors")
@@ -75,6 +76,13 @@ def _http_exception_message(e: web.HTTPException) -> str | None:
     return text or None
 
 
+def refusal_answer(e: Refused) -> tuple[int, str, Mapping[str, str] | None]:
+    """The status, message and headers that answer a domain refusal."""
+    if isinstance(e, Busy):
+        return 429, e.message, {"Retry-After": str(e.retry_after)}
+    return (409 if isinstance(e, AlreadyExists) else 400), e.message, None
+
+
 def make_error_middleware(api_prefix: str, hub_prefix: str, render_page: HtmlRenderer | None = None):
     """One middleware for hub responses: error shapes and JupyterHub's headers. Proxied paths pass untouched.
 
@@ -91,6 +99,8 @@ def make_error_middleware(api_prefix: str, hub_prefix: str, render_page: HtmlRen
             response = await handler(request)
         except ApiError as e:
             response = await _render(request, render_page, api, e.status, e.message, e.headers)
+        except Refused as e:
+            response = await _render(request, render_page, api, *refusal_answer(e))
         except web.HTTPException as e:
             if e.status < 400:
                 raise
@@ -115,6 +125,8 @@ async def _page_or_passthrough(request: web.Request, handler, render_page: HtmlR
         return await handler(request)
     except ApiError as e:
         return await _render(request, render_page, False, e.status, e.message, e.headers)
+    except Refused as e:
+        return await _render(request, render_page, False, *refusal_answer(e))
     except StoreError as e:
         log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
         return await _render(request, render_page, False, 503, str(e), None)

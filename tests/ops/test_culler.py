@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-
 from gateway import keys
 from gateway.vocab.serialize import user_url
 from tests.helpers.paths import FAKE_SERVER
