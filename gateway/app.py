@@ -1,58 +1,63 @@
 """create_app(settings): all wiring in one factory, used by the CLI and the tests alike.
 
-Lifecycle runs through ``app.cleanup_ctx`` in dependency order (store, then secrets and the
-authorizer, then each capability's own context); aiohttp unwinds them in reverse.
-Capabilities register themselves through a ``setup(app)`` function listed in CAPABILITIES.
+Everything the gateway mounts is imported here by name. Three ordered lists say how it runs:
+MIDDLEWARES (outermost first), the routes each part mounts (ROUTE_SETUPS, in registration order), and
+CONTEXTS: the start-up/cleanup contexts in dependency order (aiohttp unwinds them in reverse).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import contextlib
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import keys, proxy
 from gateway.auth import make_identity_middleware
-from gateway.config import Settings
+from gateway.authenticators.builtin import end_blocked_sessions, ensure_first_admin, make_authenticator
+from gateway.config import Settings, hub_api_url
 from gateway.errors import make_error_middleware
 from gateway.identity.caches import Authorizer
 from gateway.ops.activity import ActivityRecorder
 from gateway.ops.bootstrap import sync_config
-from gateway.ops.logs import access_log_args
+from gateway.ops.culler import IdleCuller
+from gateway.ops.lifecycle import RELOADABLE, changed_fields
+from gateway.ops.logs import access_log_args, set_level
+from gateway.ops.metrics import Metrics, make_timing_middleware
+from gateway.pages import accept_share, admin, home, kit, login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
-from gateway.proxy import body_limit
+from gateway.routes import groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
+from gateway.services.managed import ServiceManager
 from gateway.store import Store
 from gateway.vocab import security
 from gateway.wire.httpstrict import make_strict_middleware, server_handler_args
+from gateway.wire.routing import RouteTable
 
 log = logging.getLogger("gateway")
 
-# Modules with a setup(app) function, in the order their routes and contexts are added.
-CAPABILITIES = (
-    "gateway.ops.metrics",  # first: sets app[METRICS] for the contexts below and times every hub request
-    "gateway.routes.info",
-    "gateway.routes.hub",
-    "gateway.routes.users",
-    "gateway.routes.tokens",
-    "gateway.routes.groups",
-    "gateway.routes.services",
-    "gateway.proxy",
-    "gateway.routes.servers",
-    "gateway.services.managed",  # service routes and processes (after the proxy's route table exists)
-    "gateway.routes.oauth",
-    "gateway.routes.shares",
-    "gateway.authenticators.builtin",
-    "gateway.pages.kit",
-    "gateway.pages.login",
-    "gateway.pages.home",
-    "gateway.pages.spawn",
-    "gateway.pages.admin",
-    "gateway.pages.accept_share",
-    "gateway.ops.culler",  # after servers: its context stops before the ServerManager closes
+# Each part's routes (and the app state its handlers share), in the order aiohttp matches them.
+ROUTE_SETUPS = (
+    metrics.setup,
+    info.setup,
+    hub.setup,
+    users.setup,
+    tokens.setup,
+    groups.setup,
+    services.setup,
+    proxy.setup,
+    servers.setup,
+    oauth.setup,
+    shares.setup,
+    kit.setup,  # templates, static files, the HTML error page
+    login.setup,
+    home.setup,
+    spawn.setup,
+    admin.setup,
+    accept_share.setup,
 )
 
 
@@ -99,25 +104,126 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
     await activity.stop()
 
 
+async def services_context(app: web.Application) -> AsyncIterator[None]:
+    """Managed services: their routes in the proxy's table, their processes started in the background."""
+    settings = app[keys.SETTINGS]
+    manager = ServiceManager(app[keys.STORE], settings, app[keys.ROUTES], hub_api_url(settings))
+    app[keys.SERVICES] = manager
+    await manager.prepare()
+    starter = asyncio.create_task(manager.start(), name="start services")
+    yield
+    starter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starter
+    await manager.close()
+
+
+async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    if settings.authenticator_class == "plugin":
+        from gateway.authenticators.plugin import start_plugin  # imports jupyterhub: only when configured
+
+        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET])
+    else:
+        authenticator = make_authenticator(settings, store)
+    authenticator.warn_about_config()
+    if authenticator.manages_passwords and settings.create_first_admin:
+        await ensure_first_admin(store, settings)
+    await end_blocked_sessions(store, authenticator.blocked_users)
+    app[keys.AUTHENTICATOR] = authenticator
+    yield
+
+
+async def culler_context(app: web.Application) -> AsyncIterator[None]:
+    # Always running (a cheap sleep loop), so SIGHUP can turn culling on without a restart.
+    culler = IdleCuller(lambda: app[keys.SETTINGS], app[keys.STORE], app[keys.SERVERS], app[keys.ACTIVITY])
+    app[keys.CULLER] = culler
+    culler.start()
+    yield
+    await culler.stop()  # before the ServerManager closes: no stop begins during shutdown
+
+
+# Start-up/cleanup contexts in dependency order; aiohttp unwinds them in reverse.
+CONTEXTS = (
+    store_context,  # the store, with the config synchronised into it
+    auth_context,  # cookie secret, activity recorder, the Authorizer and its caches
+    proxy.proxy_context,  # the forwarder (and the front-door lane): before servers are routed
+    servers.servers_context,  # the ServerManager: finds running servers, routes them
+    services_context,
+    oauth.oauth_context,
+    authenticator_context,
+    culler_context,  # stops before the ServerManager closes
+)
+ON_STARTUP = (metrics.record_startup,)  # after every context has started
+ON_SHUTDOWN = (proxy.close_websockets, servers.end_progress_streams)  # listener closed, contexts still up
+
+
+def caller_name(request: web.BaseRequest) -> str:
+    """The access log's user part: the caller's user or service name, '-' when anonymous."""
+    identity = request.get(keys.IDENTITY)
+    return "-" if identity is None or identity.anonymous else identity.name
+
+
+def hub_prefix(request: web.BaseRequest) -> str:
+    try:
+        return request.app[keys.SETTINGS].hub_route  # type: ignore[attr-defined]  # compared with request.path
+    except (AttributeError, AssertionError, KeyError, RuntimeError):
+        return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
+
+
 def create_app(settings: Settings) -> web.Application:
+    app_metrics = Metrics()
+    middlewares = [
+        proxy.make_fast_path(),  # proxied requests skip the hub's middlewares below
+        make_timing_middleware(app_metrics, settings.hub_route),  # sees the status the error middleware made
+        # route forms: the middlewares compare them with request.path, which aiohttp decodes
+        make_error_middleware(settings.api_route, settings.hub_route, kit.error_page),
+        # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
+        make_strict_middleware(proxy.body_limit(settings)),
+        make_identity_middleware(settings.hub_route),
+    ]
+    if settings.base_url != "/":  # base_url may be spelt two ways (escaped or not): one for browsers
+        middlewares.insert(0, make_base_spelling_middleware(settings.base_url, settings.base_route))
     app = web.Application(
-        middlewares=[
-            # route forms: the middlewares compare them with request.path, which aiohttp decodes
-            make_error_middleware(settings.api_route, settings.hub_route),
-            # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
-            make_strict_middleware(body_limit(settings)),
-            make_identity_middleware(settings.hub_route),
-        ],
+        middlewares=middlewares,
         client_max_size=settings.max_body_size,
         # Parser limits (above the 414/431 thresholds httpstrict answers) and the access logger ride in
         # handler_args, which override the runner's arguments: the CLI and the tests run the same server.
-        handler_args={**server_handler_args(), **access_log_args()},
+        handler_args={**server_handler_args(), **access_log_args(caller_name, hub_prefix)},
     )
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.append(store_context)
-    app.cleanup_ctx.append(auth_context)
-    for name in CAPABILITIES:
-        importlib.import_module(name).setup(app)
-    if settings.base_url != "/":  # base_url may be spelt two ways (escaped or not): one for browsers
-        app.middlewares.insert(0, make_base_spelling_middleware(settings.base_url, settings.base_route))
+    app[keys.METRICS] = app_metrics  # before any context: the ServerManager records into it
+    app[keys.ROUTES] = RouteTable()
+    app[keys.FRONT_DRAINS] = set()
+    for setup in ROUTE_SETUPS:
+        setup(app)
+    app.cleanup_ctx.extend(CONTEXTS)
+    app.on_startup.extend(ON_STARTUP)
+    app.on_shutdown.extend(ON_SHUTDOWN)
     return app
+
+
+async def reload_settings(app: web.Application, new: Settings) -> tuple[set[str], set[str]]:
+    """Apply ``new`` to the running app as far as possible; return (applied, needs_restart) key names.
+
+    Keys that need a restart keep their running values. Raises ConfigError (nothing applied)
+    if the new config cannot be synchronised into the store."""
+    old = app[keys.SETTINGS]
+    changed = changed_fields(old, new)
+    applied = changed & RELOADABLE
+    restart = changed - RELOADABLE - {"config_file"}
+    merged = old.replace(**{name: getattr(new, name) for name in applied})
+    await sync_config(app[keys.STORE], merged)
+    with warnings.catch_warnings():
+        # aiohttp frowns on changing a started app's state; replacing the settings object is the
+        # point of a reload, and every handler reads app[SETTINGS] per request.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[keys.SETTINGS] = merged
+    servers = app.get(keys.SERVERS)
+    if servers is not None:
+        servers.apply_settings(merged)
+    services = app.get(keys.SERVICES)
+    if services is not None:
+        await services.apply_settings(merged)
+    set_level(merged.log_level)
+    return applied, restart

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -201,7 +200,3 @@ def public(handler: Handler) -> Handler:
     """Mark an API handler that needs no credentials (version, health); the meta-test checks every route is marked."""
     handler.__required_scopes__ = ()  # type: ignore[attr-defined]
     return handler
-
-
-def with_identity(identity: Identity, **changes) -> Identity:
-    return replace(identity, **changes)

@@ -171,7 +171,7 @@ def _shutdown_function(app, stop: asyncio.Event) -> Callable[..., None]:
 
 
 async def _reload(app, reload_config: Callable[[], Settings]) -> None:
-    from gateway.ops.lifecycle import reload_settings
+    from gateway.app import reload_settings
 
     log.info("SIGHUP: reloading configuration")
     try:

@@ -366,137 +366,140 @@ def as_named_server_limit(value: Any) -> int:
 
 @dataclass(frozen=True)
 class Key:
-    """One supported config key: where it goes in Settings, its default and one line of help."""
+    """One supported config key: where it goes in Settings and one line of help. Its default is the Settings
+    field's: written once, there."""
 
     section: str  # "JupyterHub", "Authenticator", "Spawner" or "Gateway"
     name: str
     attr: str
-    default: Any
     coerce: Callable[[Any], Any]
     help: str
+
+    @property
+    def default(self) -> Any:
+        return FIELD_DEFAULTS[self.attr]
 
 
 K = Key
 KEYS: tuple[Key, ...] = (
-    K("JupyterHub", "bind_url", "bind_url", "http://127.0.0.1:8000", as_bind_url,
+    K("JupyterHub", "bind_url", "bind_url", as_bind_url,
       "URL to listen on; its path is the base_url."),
-    K("JupyterHub", "ip", "ip", "", as_str, "Legacy: IP to listen on (overrides bind_url's host)."),
-    K("JupyterHub", "port", "port", 0, as_int(0), "Legacy: port to listen on (overrides bind_url's port)."),
-    K("JupyterHub", "base_url", "base_url", "/", as_base_url, "URL prefix of every hub, user and service URL."),
-    K("JupyterHub", "public_url", "public_url", "", as_str, "Public URL of the gateway, when it sits behind TLS."),
-    K("JupyterHub", "db_url", "db_url", "sqlite:///gateway.sqlite", as_db_url, "State database (sqlite:///path)."),
-    K("JupyterHub", "cookie_secret_file", "cookie_secret_file", "gateway_cookie_secret", as_str,
+    K("JupyterHub", "ip", "ip", as_str, "Legacy: IP to listen on (overrides bind_url's host)."),
+    K("JupyterHub", "port", "port", as_int(0), "Legacy: port to listen on (overrides bind_url's port)."),
+    K("JupyterHub", "base_url", "base_url", as_base_url, "URL prefix of every hub, user and service URL."),
+    K("JupyterHub", "public_url", "public_url", as_str, "Public URL of the gateway, when it sits behind TLS."),
+    K("JupyterHub", "db_url", "db_url", as_db_url, "State database (sqlite:///path)."),
+    K("JupyterHub", "cookie_secret_file", "cookie_secret_file", as_str,
       "File holding the cookie secret (hex); created with mode 0600 when missing."),
-    K("JupyterHub", "cookie_secret", "cookie_secret", b"", as_secret, "Cookie secret as hex (prefer the file)."),
-    K("JupyterHub", "cookie_max_age_days", "cookie_max_age_days", 14.0, as_number(0),
+    K("JupyterHub", "cookie_secret", "cookie_secret", as_secret, "Cookie secret as hex (prefer the file)."),
+    K("JupyterHub", "cookie_max_age_days", "cookie_max_age_days", as_number(0),
       "Lifetime of login sessions, in days."),
-    K("JupyterHub", "api_tokens", "api_tokens", {}, as_str_dict,
+    K("JupyterHub", "api_tokens", "api_tokens", as_str_dict,
       "Deprecated: {token: username}; the users are created and the tokens registered at start."),
-    K("JupyterHub", "services", "services", (), as_services, "Services: list of dicts with JupyterHub's fields."),
-    K("JupyterHub", "admin_access", "admin_access", False, as_bool,
+    K("JupyterHub", "services", "services", as_services, "Services: list of dicts with JupyterHub's fields."),
+    K("JupyterHub", "admin_access", "admin_access", as_bool,
       "Whether admin users and admin services may reach other users' servers."),
-    K("JupyterHub", "admin_users", "hub_admin_users", frozenset(), as_name_set,
+    K("JupyterHub", "admin_users", "hub_admin_users", as_name_set,
       "Deprecated alias of Authenticator.admin_users."),
-    K("JupyterHub", "allow_named_servers", "allow_named_servers", False, as_bool,
+    K("JupyterHub", "allow_named_servers", "allow_named_servers", as_bool,
       "Allow users to have more than one server."),
-    K("JupyterHub", "named_server_limit_per_user", "named_server_limit_per_user", 0, as_named_server_limit,
+    K("JupyterHub", "named_server_limit_per_user", "named_server_limit_per_user", as_named_server_limit,
       "Maximum named servers per user, stopped ones included (0: no limit)."),
-    K("JupyterHub", "default_server_name", "default_server_name", "", as_str,
+    K("JupyterHub", "default_server_name", "default_server_name", as_str,
       "Server name that /hub/user-redirect uses when named servers are on."),
-    K("JupyterHub", "load_roles", "load_roles", (), as_roles,
+    K("JupyterHub", "load_roles", "load_roles", as_roles,
       "Roles to create or update at start, with their exact members."),
-    K("JupyterHub", "load_groups", "load_groups", {}, as_dict,
+    K("JupyterHub", "load_groups", "load_groups", as_dict,
       "Groups to create at start: {name: [users]} or {name: {'users': [...], 'properties': {...}}}."),
-    K("JupyterHub", "custom_scopes", "custom_scopes", {}, as_dict, "Custom scopes: {'custom:x': {...}}."),
-    K("JupyterHub", "extra_user_scopes", "extra_user_scopes", (), as_str_tuple,
+    K("JupyterHub", "custom_scopes", "custom_scopes", as_dict, "Custom scopes: {'custom:x': {...}}."),
+    K("JupyterHub", "extra_user_scopes", "extra_user_scopes", as_str_tuple,
       "Scopes added to the default 'user' role."),
-    K("JupyterHub", "authenticator_class", "authenticator_class", "password",
-      as_authenticator_class,
+    K("JupyterHub", "authenticator_class", "authenticator_class", as_authenticator_class,
       "password (built in), pam, dummy or shared-password."),
-    K("JupyterHub", "spawner_class", "spawner_class", "localprocess", as_alias(SPAWNER_ALIASES, "spawner_class"),
+    K("JupyterHub", "spawner_class", "spawner_class", as_alias(SPAWNER_ALIASES, "spawner_class"),
       "localprocess (runs as the system user when root) or simple."),
-    K("JupyterHub", "api_page_default_limit", "api_page_default_limit", 50, as_int(1),
+    K("JupyterHub", "api_page_default_limit", "api_page_default_limit", as_int(1),
       "Default page size of paginated API lists."),
-    K("JupyterHub", "api_page_max_limit", "api_page_max_limit", 200, as_int(1), "Maximum page size."),
-    K("JupyterHub", "token_expires_in_max_seconds", "token_expires_in_max_seconds", 0, as_int(0),
+    K("JupyterHub", "api_page_max_limit", "api_page_max_limit", as_int(1), "Maximum page size."),
+    K("JupyterHub", "token_expires_in_max_seconds", "token_expires_in_max_seconds", as_int(0),
       "Longest lifetime of a requested token (0: no limit)."),
-    K("JupyterHub", "oauth_token_expires_in", "oauth_token_expires_in", 0, as_int(0),
+    K("JupyterHub", "oauth_token_expires_in", "oauth_token_expires_in", as_int(0),
       "Lifetime of OAuth tokens in seconds (0: cookie_max_age_days)."),
-    K("JupyterHub", "concurrent_spawn_limit", "concurrent_spawn_limit", 100, as_int(0),
+    K("JupyterHub", "concurrent_spawn_limit", "concurrent_spawn_limit", as_int(0),
       "Most servers starting at once (0: no limit); more get 429."),
-    K("JupyterHub", "active_server_limit", "active_server_limit", 0, as_int(0),
+    K("JupyterHub", "active_server_limit", "active_server_limit", as_int(0),
       "Most servers running or starting at once (0: no limit); more get 429."),
-    K("JupyterHub", "cleanup_servers", "cleanup_servers", False, as_bool,
+    K("JupyterHub", "cleanup_servers", "cleanup_servers", as_bool,
       "Stop all user servers when the gateway stops (default: they keep running)."),
-    K("JupyterHub", "shutdown_on_logout", "shutdown_on_logout", False, as_bool,
+    K("JupyterHub", "shutdown_on_logout", "shutdown_on_logout", as_bool,
       "Stop a user's servers when they log out."),
-    K("JupyterHub", "default_url", "default_url", "", as_str, "Where /hub/ sends a logged-in user."),
-    K("JupyterHub", "redirect_to_server", "redirect_to_server", True, as_bool,
+    K("JupyterHub", "default_url", "default_url", as_str, "Where /hub/ sends a logged-in user."),
+    K("JupyterHub", "redirect_to_server", "redirect_to_server", as_bool,
       "Send users to their server after login (else to /hub/home)."),
-    K("JupyterHub", "authenticate_prometheus", "authenticate_prometheus", True, as_bool,
+    K("JupyterHub", "authenticate_prometheus", "authenticate_prometheus", as_bool,
       "Require the read:metrics scope for /hub/metrics."),
-    K("JupyterHub", "activity_resolution", "activity_resolution", 30, as_int(0),
+    K("JupyterHub", "activity_resolution", "activity_resolution", as_int(0),
       "Seconds between recorded activity updates of one user or token."),
-    K("JupyterHub", "last_activity_interval", "last_activity_interval", 300, as_int(1),
+    K("JupyterHub", "last_activity_interval", "last_activity_interval", as_int(1),
       "Seconds between writes of proxied activity to the store."),
-    K("JupyterHub", "active_user_window", "active_user_window", 1800, as_int(1),
+    K("JupyterHub", "active_user_window", "active_user_window", as_int(1),
       "A user active within this many seconds counts as active in metrics."),
-    K("JupyterHub", "cull_idle_timeout", "cull_idle_timeout", 0, as_int(0),
+    K("JupyterHub", "cull_idle_timeout", "cull_idle_timeout", as_int(0),
       "Stop servers idle for this many seconds (0: built-in culling off)."),
-    K("JupyterHub", "cull_interval", "cull_interval", 300, as_int(1), "Seconds between idle-culling passes."),
-    K("JupyterHub", "cull_max_age", "cull_max_age", 0, as_int(0),
+    K("JupyterHub", "cull_interval", "cull_interval", as_int(1), "Seconds between idle-culling passes."),
+    K("JupyterHub", "cull_max_age", "cull_max_age", as_int(0),
       "Stop servers older than this many seconds, idle or not (0: no limit)."),
-    K("JupyterHub", "cull_users", "cull_users", False, as_bool, "Also delete users that are idle and serverless."),
-    K("JupyterHub", "log_level", "log_level", "INFO", as_log_level, "Log level."),
-    K("Authenticator", "admin_users", "admin_users", frozenset(), as_name_set, "Users made admins at start."),
-    K("Authenticator", "allowed_users", "allowed_users", frozenset(), as_name_set,
+    K("JupyterHub", "cull_users", "cull_users", as_bool, "Also delete users that are idle and serverless."),
+    K("JupyterHub", "log_level", "log_level", as_log_level, "Log level."),
+    K("Authenticator", "admin_users", "admin_users", as_name_set, "Users made admins at start."),
+    K("Authenticator", "allowed_users", "allowed_users", as_name_set,
       "Users allowed to log in (created at start)."),
-    K("Authenticator", "blocked_users", "blocked_users", frozenset(), as_name_set, "Users never allowed to log in."),
-    K("Authenticator", "allow_all", "allow_all", None, as_optional_bool,
+    K("Authenticator", "blocked_users", "blocked_users", as_name_set, "Users never allowed to log in."),
+    K("Authenticator", "allow_all", "allow_all", as_optional_bool,
       "Allow every user the authenticator accepts (dummy: on unless allowed_users)."),
-    K("Authenticator", "allow_existing_users", "allow_existing_users", None, as_optional_bool,
+    K("Authenticator", "allow_existing_users", "allow_existing_users", as_optional_bool,
       "Allow users that exist in the store (default: True when allowed_users is set)."),
-    K("Authenticator", "username_pattern", "username_pattern", "", as_str, "Regular expression names must match."),
-    K("Authenticator", "username_map", "username_map", {}, as_str_dict, "Map of login names to user names."),
-    K("Authenticator", "shared_password", "shared_password", "", as_str,
+    K("Authenticator", "username_pattern", "username_pattern", as_str, "Regular expression names must match."),
+    K("Authenticator", "username_map", "username_map", as_str_dict, "Map of login names to user names."),
+    K("Authenticator", "shared_password", "shared_password", as_str,
       "shared-password authenticator: the password every user logs in with."),
-    K("Authenticator", "user_password", "shared_password", "", as_str,
+    K("Authenticator", "user_password", "shared_password", as_str,
       "shared-password authenticator: JupyterHub 5.3's name for shared_password."),
-    K("Authenticator", "admin_password", "admin_password", "", as_str,
+    K("Authenticator", "admin_password", "admin_password", as_str,
       "shared-password authenticator: the password admins log in with."),
-    K("Authenticator", "password", "dummy_password", "", as_str, "dummy authenticator: deprecated shared password."),
-    K("Authenticator", "service", "pam_service", "login", as_str, "pam authenticator: PAM service name."),
-    K("Spawner", "cmd", "spawner_cmd", (), as_str_tuple,
+    K("Authenticator", "password", "dummy_password", as_str, "dummy authenticator: deprecated shared password."),
+    K("Authenticator", "service", "pam_service", as_str, "pam authenticator: PAM service name."),
+    K("Spawner", "cmd", "spawner_cmd", as_str_tuple,
       "Command of the single-user server (default: jupyter-server)."),
-    K("Spawner", "args", "spawner_args", (), as_str_tuple, "Extra arguments for the single-user server."),
-    K("Spawner", "environment", "spawner_environment", {}, as_env_dict, "Extra environment variables."),
-    K("Spawner", "env_keep", "spawner_env_keep", DEFAULT_ENV_KEEP, as_str_tuple,
+    K("Spawner", "args", "spawner_args", as_str_tuple, "Extra arguments for the single-user server."),
+    K("Spawner", "environment", "spawner_environment", as_env_dict, "Extra environment variables."),
+    K("Spawner", "env_keep", "spawner_env_keep", as_str_tuple,
       "Environment variables passed on from the gateway."),
-    K("Spawner", "start_timeout", "spawner_start_timeout", 60.0, as_number(0.1),
+    K("Spawner", "start_timeout", "spawner_start_timeout", as_number(0.1),
       "Seconds a server may take to start."),
-    K("Spawner", "http_timeout", "spawner_http_timeout", 30.0, as_number(0.1),
+    K("Spawner", "http_timeout", "spawner_http_timeout", as_number(0.1),
       "Seconds a started process may take to answer HTTP."),
-    K("Spawner", "default_url", "spawner_default_url", "", as_str, "Path the server opens at, e.g. /lab."),
-    K("Spawner", "notebook_dir", "spawner_notebook_dir", "", as_str,
+    K("Spawner", "default_url", "spawner_default_url", as_str, "Path the server opens at, e.g. /lab."),
+    K("Spawner", "notebook_dir", "spawner_notebook_dir", as_str,
       "Working folder of the server ({username} is replaced; default: home or a per-user folder)."),
-    K("Spawner", "home_dir_template", "spawner_home_dir_template", "", as_str,
+    K("Spawner", "home_dir_template", "spawner_home_dir_template", as_str,
       "simple spawner: per-user folder template, e.g. /tmp/{username}."),
-    K("Spawner", "poll_interval", "spawner_poll_interval", 30.0, as_number(0.1),
+    K("Spawner", "poll_interval", "spawner_poll_interval", as_number(0.1),
       "Seconds between checks that running servers are alive."),
-    K("Gateway", "max_body_size", "max_body_size", 1024 * 1024, as_int(1),
+    K("Gateway", "max_body_size", "max_body_size", as_int(1),
       "Largest request body accepted by the hub API and pages, in bytes."),
-    K("Gateway", "proxy_max_body_size", "proxy_max_body_size", 512 * 1024 * 1024, as_int(1),
+    K("Gateway", "proxy_max_body_size", "proxy_max_body_size", as_int(1),
       "Largest request body forwarded to a user server, in bytes."),
-    K("Gateway", "data_dir", "data_dir", "", as_str,
+    K("Gateway", "data_dir", "data_dir", as_str,
       "Folder for per-user folders and server logs (default: next to the database)."),
-    K("Gateway", "create_first_admin", "create_first_admin", True, as_bool,
+    K("Gateway", "create_first_admin", "create_first_admin", as_bool,
       "password authenticator: when no user has a password, make an admin user with a random password "
       "printed once to the log."),
-    K("Gateway", "shutdown_timeout", "shutdown_timeout", 10.0, as_number(0),
+    K("Gateway", "shutdown_timeout", "shutdown_timeout", as_number(0),
       "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
-    K("Gateway", "uvloop", "uvloop", True, as_bool,
+    K("Gateway", "uvloop", "uvloop", as_bool,
       "Run on uvloop's event loop when it is installed (Linux): less CPU per proxied request."),
-    K("Gateway", "front_doors", "front_doors", True, as_bool,
+    K("Gateway", "front_doors", "front_doors", as_bool,
       "Serve plain token-authenticated proxied requests on the lean front-door path (less CPU per "
       "request); False sends every request through aiohttp's handler (e.g. for on_response_prepare "
       "signals, which the lean path does not run)."),
@@ -508,10 +511,6 @@ SECTION_GROUPS = {
     "Spawner": SPAWNER_SECTIONS,
     "Gateway": GATEWAY_SECTIONS,
 }
-
-
-def _settings_fields() -> dict[str, Any]:
-    return {k.attr: k.default for k in KEYS}
 
 
 @dataclass(frozen=True)
@@ -648,7 +647,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-assert set(_settings_fields()) <= {f.name for f in dataclasses.fields(Settings)}
+# Each key's default, from its Settings field (a fresh copy of mutable ones). Every key names a field.
+FIELD_DEFAULTS: dict[str, Any] = {
+    f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    for f in dataclasses.fields(Settings)
+}
+assert {k.attr for k in KEYS} <= set(FIELD_DEFAULTS)
 
 
 # ---------------------------------------------------------------- loading

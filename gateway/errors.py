@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import JUPYTERHUB_API_VERSION
 from gateway.store import StoreError
+from gateway.vocab.refusals import AlreadyExists, Busy, Refused
 from gateway.vocab.scrub import loggable_url
 
 log = logging.getLogger("gateway.errors")
@@ -51,17 +52,15 @@ def api_error_response(status: int, message: str | None, headers: Mapping[str, s
     return response
 
 
-HtmlRenderer = Callable[[web.Request, int, str | None], Awaitable[web.StreamResponse]]
+# Renders an HTML error page: (request, status, message) -> response.
+HtmlRenderer = Callable[[web.Request, int, "str | None"], Awaitable[web.StreamResponse]]
 
 
 async def plain_html_error(request: web.Request, status: int, message: str | None) -> web.StreamResponse:
-    """Fallback error page; the pages capability replaces it with a templated one (app[ERROR_PAGE])."""
+    """Fallback error page; the pages capability replaces it with a templated one (gateway.pages.kit.error_page)."""
     text = html.escape(message or web.HTTPException.__name__)
     body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{text}</p>"
     return web.Response(text=body, status=status, content_type="text/html")
-
-
-ERROR_PAGE = web.AppKey("error_page", HtmlRenderer)
 
 
 def _is_api(request: web.Request, api_prefix: str) -> bool:
@@ -77,30 +76,42 @@ def _http_exception_message(e: web.HTTPException) -> str | None:
     return text or None
 
 
-def make_error_middleware(api_prefix: str, hub_prefix: str):
-    """One middleware for hub responses: error shapes and JupyterHub's headers. Proxied paths pass untouched."""
+def refusal_answer(e: Refused) -> tuple[int, str, Mapping[str, str] | None]:
+    """The status, message and headers that answer a domain refusal."""
+    if isinstance(e, Busy):
+        return 429, e.message, {"Retry-After": str(e.retry_after)}
+    return (409 if isinstance(e, AlreadyExists) else 400), e.message, None
+
+
+def make_error_middleware(api_prefix: str, hub_prefix: str, render_page: HtmlRenderer | None = None):
+    """One middleware for hub responses: error shapes and JupyterHub's headers. Proxied paths pass untouched.
+
+    ``render_page`` draws HTML error pages (the pages' template); without it, a plain page."""
+    render_page = render_page or plain_html_error
 
     @web.middleware
     async def errors(request: web.Request, handler):
         is_hub = request.path.startswith(hub_prefix) or request.path + "/" == hub_prefix
         if not is_hub:
-            return await _page_or_passthrough(request, handler)
+            return await _page_or_passthrough(request, handler, render_page)
         api = _is_api(request, api_prefix)
         try:
             response = await handler(request)
         except ApiError as e:
-            response = await _render(request, api, e.status, e.message, e.headers)
+            response = await _render(request, render_page, api, e.status, e.message, e.headers)
+        except Refused as e:
+            response = await _render(request, render_page, api, *refusal_answer(e))
         except web.HTTPException as e:
             if e.status < 400:
                 raise
-            response = await _render(request, api, e.status, _http_exception_message(e), None)
+            response = await _render(request, render_page, api, e.status, _http_exception_message(e), None)
         except StoreError as e:
             # Disk full or read-only database: writes fail clearly, reads keep working.
             log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
-            response = await _render(request, api, 503, str(e), None)
+            response = await _render(request, render_page, api, 503, str(e), None)
         except Exception:
             log.exception("Unhandled error in %s %s", request.method, loggable_url(request.raw_path))
-            response = await _render(request, api, 500, "Internal Server Error", None)
+            response = await _render(request, render_page, api, 500, "Internal Server Error", None)
         if not response.prepared:
             response.headers.setdefault("X-JupyterHub-Version", JUPYTERHUB_API_VERSION)
             response.headers.setdefault("Content-Security-Policy", API_CSP if api else PAGE_CSP)
@@ -109,25 +120,26 @@ def make_error_middleware(api_prefix: str, hub_prefix: str):
     return errors
 
 
-async def _page_or_passthrough(request: web.Request, handler):
+async def _page_or_passthrough(request: web.Request, handler, render_page: HtmlRenderer):
     try:
         return await handler(request)
     except ApiError as e:
-        return await _render(request, False, e.status, e.message, e.headers)
+        return await _render(request, render_page, False, e.status, e.message, e.headers)
+    except Refused as e:
+        return await _render(request, render_page, False, *refusal_answer(e))
     except StoreError as e:
         log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
-        return await _render(request, False, 503, str(e), None)
+        return await _render(request, render_page, False, 503, str(e), None)
 
 
-async def _render(request: web.Request, api: bool, status: int, message: str | None,
+async def _render(request: web.Request, render_page: HtmlRenderer, api: bool, status: int, message: str | None,
                   headers: Mapping[str, str] | None) -> web.StreamResponse:
     if api:
         return api_error_response(status, message, headers)
-    renderer = request.app.get(ERROR_PAGE, plain_html_error)
-    response = await renderer(request, status, message)
+    response = await render_page(request, status, message)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
 
 
-__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "ERROR_PAGE", "MISSING_CREDENTIALS"]
+__all__ = ["ApiError", "json_response", "api_error_response", "make_error_middleware", "MISSING_CREDENTIALS"]

@@ -1,36 +1,60 @@
 """Every typed key for shared state: app-wide objects (web.AppKey) and per-request values (web.RequestKey).
 
-Defined in one place so that no module reaches into the app with a bare string.
+Defined in one place so that no module reaches into the app with a bare string. Each key's type is its
+annotation (``web.AppKey[Store]``): type checkers read it, and this module imports nothing of the gateway
+when it runs, so any module may import it. A module whose class is named here must not import this module.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.config import Settings  # noqa: F401 (named in the keys' type strings)
-    from gateway.identity.caches import Authorizer  # noqa: F401
-    from gateway.store import Store  # noqa: F401
-    from gateway.vocab.models import Identity  # noqa: F401
-    from gateway.vocab.security import CookieCipher  # noqa: F401
+    from gateway.authenticators.builtin import Authenticator
+    from gateway.config import Settings
+    from gateway.errors import HtmlRenderer
+    from gateway.identity.caches import Authorizer
+    from gateway.ops.activity import ActivityRecorder
+    from gateway.ops.culler import IdleCuller
+    from gateway.ops.metrics import Metrics
+    from gateway.servers import ServerManager
+    from gateway.services.managed import ServiceManager
+    from gateway.services.oauth import OAuthProvider
+    from gateway.store import Store
+    from gateway.vocab.models import Identity
+    from gateway.vocab.security import CookieCipher
+    from gateway.wire.forward import ProxyForwarder
+    from gateway.wire.routing import RouteTable
 
-SETTINGS = web.AppKey("settings", "Settings")
-STORE = web.AppKey("store", "Store")
-AUTHORIZER = web.AppKey("authorizer", "Authorizer")
-COOKIE_CIPHER = web.AppKey("cookie_cipher", "CookieCipher")
-COOKIE_SECRET = web.AppKey("cookie_secret", bytes)
-# Filled by the capabilities that own them (servers, proxy, pages, services, metrics):
-SERVERS = web.AppKey("servers", Any)
-ROUTES = web.AppKey("routes", Any)
-PROXY = web.AppKey("proxy", Any)
-FRONT_LANE = web.AppKey("front_lane", Any)  # gateway.wire.frontdoor.Lane for plain proxied requests
-FRONT_DRAINS = web.AppKey("front_drains", set)  # front doors finishing their requests at shutdown
-AUTHENTICATOR = web.AppKey("authenticator", Any)
-SERVICES = web.AppKey("services", Any)
-METRICS = web.AppKey("metrics", Any)
-ACTIVITY = web.AppKey("activity", Any)
-SHUTDOWN = web.AppKey("shutdown", Any)  # callable(servers: bool) that stops the gateway
+# Set by app.create_app and its contexts, in the order they start:
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")  # replaced as a whole on SIGHUP
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+ROUTES: web.AppKey[RouteTable] = web.AppKey("routes")  # the proxy's route table
+FRONT_DRAINS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("front_drains")  # front doors finishing at shutdown
+STORE: web.AppKey[Store] = web.AppKey("store")
+ACTIVITY: web.AppKey[ActivityRecorder] = web.AppKey("activity")
+COOKIE_SECRET: web.AppKey[bytes] = web.AppKey("cookie_secret")
+COOKIE_CIPHER: web.AppKey[CookieCipher] = web.AppKey("cookie_cipher")
+AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer")
+PROXY: web.AppKey[ProxyForwarder] = web.AppKey("proxy")
+# gateway.proxy.ProxyLane for plain proxied requests, read by gateway.wire.frontdoor (which imports this
+# module, so its Lane protocol cannot be named here without a loop).
+FRONT_LANE: web.AppKey[object] = web.AppKey("front_lane")
+SERVERS: web.AppKey[ServerManager] = web.AppKey("servers")
+SERVICES: web.AppKey[ServiceManager] = web.AppKey("services")
+OAUTH: web.AppKey[OAuthProvider] = web.AppKey("oauth")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+CULLER: web.AppKey[IdleCuller] = web.AppKey("culler")
+# Pages and REST handlers:
+ERROR_PAGE: web.AppKey[HtmlRenderer] = web.AppKey("error_page")  # HTML error pages (the pages' template)
+STATIC_VERSIONS: web.AppKey[dict[str, str]] = web.AppKey("static_versions")  # file name -> content hash
+SHUTDOWN_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("shutdown_tasks")  # POST /hub/api/shutdown
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("progress_streams_stopping")  # ends progress event streams
+# Set by the CLI: stop the gateway; ``servers`` (POST /hub/api/shutdown) overrides cleanup_servers.
+SHUTDOWN: web.AppKey[Callable[..., None]] = web.AppKey("shutdown")
 
-IDENTITY = web.RequestKey("identity", "Identity")
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")

@@ -459,13 +459,7 @@ async def close_websockets(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
-    app[keys.ROUTES] = RouteTable()
-    app[keys.FRONT_DRAINS] = set()
     expect = make_expect_handler(body_limit(settings))
     for kind in ("user", "services"):
         app.router.add_route("*", f"{settings.base_route}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
         app.router.add_route("*", f"{settings.base_route}{kind}", proxied, expect_handler=expect)
-    # listed before gateway.routes.servers in CAPABILITIES: the forwarder exists before servers are routed
-    app.cleanup_ctx.append(proxy_context)
-    app.on_shutdown.append(close_websockets)
-    app.middlewares.insert(0, make_fast_path())  # after metrics.setup inserted its own: outermost

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Settings
-from gateway.errors import ApiError
 from gateway.identity import server_view
 from gateway.spawners import procs
 from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
@@ -40,9 +39,11 @@ from gateway.store import Store, StoreError
 from gateway.vocab import scopes
 from gateway.vocab.models import Server, User
 from gateway.vocab.names import valid_display_name, valid_server_name
+from gateway.vocab.refusals import AlreadyExists, Busy, Refused
 from gateway.vocab.security import CookieCipher
-from gateway.vocab.serialize import server_model, user_url
+from gateway.vocab.serialize import user_url
 
+NAMED_SERVERS_DISABLED = "Named servers are not enabled."
 log = logging.getLogger("gateway.servers")
 
 SLOW_SPAWN_TIMEOUT = 10.0  # JupyterHub's slow_spawn_timeout: POST answers 201 if ready by then, else 202
@@ -142,60 +143,36 @@ class ServerManager:
     async def list_servers(self, user: User) -> list[Server]:
         return (await self.store.servers_of_users([user.id]))[user.id]
 
-    def model(self, server: Server, *, include_state: bool = False) -> dict[str, Any]:
-        entry = self.entry(server.user_name, server.name)
-        pending = entry.pending if entry else None
-        ready = bool(entry and entry.ready and not entry.pending)
-        return server_model(server, base_url=self.settings.base_url, pending=pending, ready=ready,
-                            include_state=include_state)
-
-    async def user_model_servers(self, user: User, identity: Any, include_stopped: bool = False,
-                                 servers: list[Server] | None = None) -> dict[str, Any]:
-        """The server parts of a user model, filtered by what ``identity`` may read."""
-        if servers is None:
-            servers = await self.list_servers(user)
-        models = {}
-        for server in servers:
-            active = self.status(user.name, server.name) is not None
-            if not active and not include_stopped:
-                continue
-            check = dict(user=user.name, server=server.full_name, user_groups=identity.groups if identity.user and
-                         identity.user.id == user.id else frozenset())
-            if identity.scopes is None or not identity.scopes.has("read:servers", **check):
-                continue
-            state = identity.scopes.has("admin:server_state", **check)
-            models[server.name] = self.model(server, include_state=state)
-        status = self.status(user.name, "")
-        return {"servers": models, "default_ready": status == "ready", "default_pending": status
-                if status in ("spawn", "stop") else None}
 
     # ------------------------------------------------------------ start
 
+    def check_named_allowed(self, server_name: str) -> None:
+        if server_name and not self.settings.allow_named_servers:
+            raise Refused(NAMED_SERVERS_DISABLED)
+
     async def check_new_server(self, user: User, server_name: str) -> None:
         """Name and limit checks for a server that has no record yet (JupyterHub's messages)."""
-        if server_name and not self.settings.allow_named_servers:
-            raise ApiError(400, "Named servers are not enabled.")
+        self.check_named_allowed(server_name)
         if "/" in server_name:
-            raise ApiError(400, f"Invalid server_name (may not contain '/'): {server_name}")
+            raise Refused(f"Invalid server_name (may not contain '/'): {server_name}")
         if server_name and not valid_server_name(server_name):
-            raise ApiError(400, f"Invalid server_name: {server_name!r}")
+            raise Refused(f"Invalid server_name: {server_name!r}")
         limit = self.settings.named_server_limit_per_user
         if server_name and limit and await self.store.count_named_servers(user.id) >= limit:
-            raise ApiError(400, f"User {user.name} already has the maximum of {limit} named servers."
-                                "  One must be deleted before a new server can be created")
+            raise Refused(f"User {user.name} already has the maximum of {limit} named servers."
+                          "  One must be deleted before a new server can be created")
 
     async def create(self, user: User, server_name: str, *, display_name: str | None = None,
                      user_options: Mapping[str, Any] | None = None) -> Server:
         """PUT: record a named server without starting it."""
         if not server_name:
-            raise ApiError(409, f"User {user.name} already has a default server")
-        if server_name and not self.settings.allow_named_servers:
-            raise ApiError(400, "Named servers are not enabled.")
+            raise AlreadyExists(f"User {user.name} already has a default server")
+        self.check_named_allowed(server_name)
         if await self.store.get_server(user.id, server_name) is not None:
-            raise ApiError(409, f"User {user.name} already has server {server_name}")
+            raise AlreadyExists(f"User {user.name} already has server {server_name}")
         await self.check_new_server(user, server_name)
         if display_name is not None and not valid_display_name(display_name):
-            raise ApiError(400, f"Invalid display_name: {display_name!r}")
+            raise Refused(f"Invalid display_name: {display_name!r}")
         return await self.store.create_server(user.id, server_name, display_name=display_name or "",
                                               user_options=user_options)
 
@@ -204,23 +181,22 @@ class ServerManager:
         """Begin a start; return its entry at once (pending 'spawn') and whether this call began it.
 
         JupyterHub's checks and messages: a start already pending is not an error (False)."""
-        if server_name and not self.settings.allow_named_servers:
-            raise ApiError(400, "Named servers are not enabled.")
+        self.check_named_allowed(server_name)
         entry = self.entry(user.name, server_name)
         name = describe(user.name, server_name)
         if entry is not None and entry.pending == "spawn":
             return entry, False
         if entry is not None and entry.pending:
-            raise ApiError(400, f"{name} is pending {entry.pending}")
+            raise Refused(f"{name} is pending {entry.pending}")
         if entry is not None and entry.ready:
             if entry.spawner is not None and await entry.spawner.poll() is None:
-                raise ApiError(400, f"{name} is already running")
+                raise Refused(f"{name} is already running")
             await self._mark_stopped(entry, "exited")
         server = await self.store.get_server(user.id, server_name)
         if server is None:
             await self.check_new_server(user, server_name)
         if display_name is not None and not valid_display_name(display_name):
-            raise ApiError(400, f"Invalid display_name: {display_name!r}")
+            raise Refused(f"Invalid display_name: {display_name!r}")
         self._check_limits()
         if server is None:
             server = await self.store.create_server(user.id, server_name, display_name=display_name or "",
@@ -243,12 +219,11 @@ class ServerManager:
         limit = self.settings.concurrent_spawn_limit
         if limit and self.pending_count() >= limit:
             low, high = 30, 60
-            raise ApiError(429, "Too many users trying to log in right now. Try again in 30 seconds.",
-                           headers={"Retry-After": str(random.randint(low, high))})
+            raise Busy("Too many users trying to log in right now. Try again in 30 seconds.",
+                       retry_after=random.randint(low, high))
         active = self.settings.active_server_limit
         if active and self.active_count() >= active:
-            raise ApiError(429, "Active user limit exceeded. Try again in a few minutes.",
-                           headers={"Retry-After": str(random.randint(30, 60))})
+            raise Busy("Active user limit exceeded. Try again in a few minutes.", retry_after=random.randint(30, 60))
 
     def _spec(self, server: Server, secret: str) -> ServerSpec:
         settings = self.settings

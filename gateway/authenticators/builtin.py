@@ -24,11 +24,7 @@ import asyncio
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator
 
-from aiohttp import web
-
-from gateway import keys
 from gateway.authenticators.throttle import LoginThrottle
 from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError
@@ -284,23 +280,3 @@ async def end_blocked_sessions(store: Store, blocked: frozenset[str]) -> None:
     for user in (await store.get_users(sorted(blocked))).values():
         await store.delete_user_sessions(user.id)
         log.info("Ended the login sessions of blocked user %s", user.name)
-
-
-async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
-    settings, store = app[keys.SETTINGS], app[keys.STORE]
-    if settings.authenticator_class == "plugin":
-        from gateway.authenticators.plugin import start_plugin  # imports jupyterhub: only when configured
-
-        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET])
-    else:
-        authenticator = make_authenticator(settings, store)
-    authenticator.warn_about_config()
-    if authenticator.manages_passwords and settings.create_first_admin:
-        await ensure_first_admin(store, settings)
-    await end_blocked_sessions(store, authenticator.blocked_users)
-    app[keys.AUTHENTICATOR] = authenticator
-    yield
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(authenticator_context)

@@ -22,14 +22,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
-from gateway import keys
-from gateway.servers import SLOW_STOP_TIMEOUT, describe
-from gateway.store import StoreError
+from gateway.config import Settings
+from gateway.ops.activity import ActivityRecorder
+from gateway.servers import SLOW_STOP_TIMEOUT, ServerManager, describe
+from gateway.store import Store, StoreError
 from gateway.vocab.models import Server, User
 
 log = logging.getLogger("gateway.culler")
@@ -51,14 +50,18 @@ def _latest(*times: float | None) -> float | None:
 class IdleCuller:
     """Culls idle servers (and users) every ``cull_interval`` seconds while the gateway runs."""
 
-    def __init__(self, app: web.Application):
-        self.app = app
+    def __init__(self, settings: Callable[[], Settings], store: Store, servers: ServerManager,
+                 activity: ActivityRecorder | None = None):
+        self._settings = settings
+        self.store = store
+        self.servers = servers
+        self.activity = activity
         self.passes = 0  # completed passes, for tests and the debug log
         self._task: asyncio.Task | None = None
 
     @property
     def settings(self):
-        return self.app[keys.SETTINGS]  # read each pass: SIGHUP may have changed the timeouts
+        return self._settings()  # read each pass: SIGHUP may have changed the timeouts
 
     # ------------------------------------------------------------ one pass
 
@@ -69,7 +72,7 @@ class IdleCuller:
         if not timeout:
             return report
         now = time.time() if now is None else now
-        store, servers = self.app[keys.STORE], self.app[keys.SERVERS]
+        store, servers = self.store, self.servers
         stopping = []
         blocked_users: set[str] = set()  # users with a server still running after this pass
         for server in await store.running_servers():
@@ -103,7 +106,7 @@ class IdleCuller:
         return report
 
     def _server_reason(self, server: Server, now: float, timeout: int, max_age: int) -> str | None:
-        activity = self.app.get(keys.ACTIVITY)
+        activity = self.activity
         pending = activity.pending_server_activity(server.id) if activity is not None else None
         last = _latest(server.last_activity, pending) or server.started
         age = now - server.started if server.started is not None else None
@@ -115,8 +118,8 @@ class IdleCuller:
         return None
 
     async def _cull_users(self, now: float, timeout: int, max_age: int, blocked: set[str]) -> list[str]:
-        store, servers = self.app[keys.STORE], self.app[keys.SERVERS]
-        activity = self.app.get(keys.ACTIVITY)
+        store, servers = self.store, self.servers
+        activity = self.activity
         deleted = []
         offset = 0
         while True:  # bounded: each page moves offset forward by its size
@@ -146,7 +149,7 @@ class IdleCuller:
         return deleted
 
     async def _has_live_server(self, user: User) -> bool:
-        servers = self.app[keys.SERVERS]
+        servers = self.servers
         return any(servers.status(user.name, s.name) is not None for s in await servers.list_servers(user))
 
     # ------------------------------------------------------------ loop
@@ -175,19 +178,3 @@ class IdleCuller:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-CULLER = web.AppKey("culler", IdleCuller)
-
-
-async def culler_context(app: web.Application) -> AsyncIterator[None]:
-    # Always running (a cheap sleep loop), so SIGHUP can turn culling on without a restart.
-    culler = IdleCuller(app)
-    app[CULLER] = culler
-    culler.start()
-    yield
-    await culler.stop()  # before the ServerManager closes: no stop begins during shutdown
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(culler_context)

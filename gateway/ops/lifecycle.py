@@ -6,7 +6,8 @@
   by SIGKILL. ``gateway token`` and ``gateway upgrade-db`` do not take it: they work while the
   gateway runs. The file descriptor is close-on-exec, so spawned servers never inherit it.
 - *reload*: SIGHUP re-reads the config file and applies what can change in a running process
-  (see ``RELOADABLE``); every other changed key is named in a warning and needs a restart.
+  (see ``RELOADABLE``; ``gateway.app.reload_settings`` applies them); every other changed key is named in
+  a warning and needs a restart.
 
 Reloaded without a restart (``RELOADABLE``): log level; users, admins, allowed/blocked users,
 services, api_tokens, load_groups, load_roles and custom scopes (through ``bootstrap.sync_config``);
@@ -23,15 +24,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import warnings
 from dataclasses import fields
 
-from aiohttp import web
-
-from gateway import keys
 from gateway.config import Settings
-from gateway.ops import logs
-from gateway.ops.bootstrap import sync_config
 
 log = logging.getLogger("gateway")
 
@@ -88,29 +83,3 @@ def release_database_lock(fd: int | None) -> None:
 
 def changed_fields(old: Settings, new: Settings) -> set[str]:
     return {f.name for f in fields(Settings) if getattr(old, f.name) != getattr(new, f.name)}
-
-
-async def reload_settings(app: web.Application, new: Settings) -> tuple[set[str], set[str]]:
-    """Apply ``new`` to the running app as far as possible; return (applied, needs_restart) key names.
-
-    Keys that need a restart keep their running values. Raises ConfigError (nothing applied)
-    if the new config cannot be synchronised into the store."""
-    old = app[keys.SETTINGS]
-    changed = changed_fields(old, new)
-    applied = changed & RELOADABLE
-    restart = changed - RELOADABLE - {"config_file"}
-    merged = old.replace(**{name: getattr(new, name) for name in applied})
-    await sync_config(app[keys.STORE], merged)
-    with warnings.catch_warnings():
-        # aiohttp frowns on changing a started app's state; replacing the settings object is the
-        # point of a reload, and every handler reads app[SETTINGS] per request.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        app[keys.SETTINGS] = merged
-    servers = app.get(keys.SERVERS)
-    if servers is not None:
-        servers.apply_settings(merged)
-    services = app.get(keys.SERVICES)
-    if services is not None:
-        await services.apply_settings(merged)
-    logs.set_level(merged.log_level)
-    return applied, restart

@@ -30,7 +30,6 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import keys
 from gateway.vocab.scrub import clip, loggable_url, scrub_text
 
 ACCESS_LOGGER = "gateway.access"
@@ -38,15 +37,18 @@ MAX_RECORD = 16_000
 QUIET_SUFFIXES = ("health", "metrics")  # hub paths logged at DEBUG even when they succeed
 
 
-def caller_name(request: web.BaseRequest) -> str:
-    identity = request.get(keys.IDENTITY)
-    if identity is None or identity.anonymous:
-        return "-"
-    return identity.name
-
-
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp calls ``log`` after every response; see the module docstring for the line and levels."""
+    """aiohttp calls ``log`` after every response; see the module docstring for the line and levels.
+
+    ``access_log_args`` makes the subclass that knows how to name the caller and where the hub starts."""
+
+    @staticmethod
+    def caller_name(request: web.BaseRequest) -> str:
+        return "-"
+
+    @staticmethod
+    def hub_prefix(request: web.BaseRequest) -> str:
+        return "/hub/"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         try:
@@ -54,15 +56,14 @@ class AccessLogger(AbstractAccessLogger):
             level = self._level(request, status)
             if not self.logger.isEnabledFor(level):
                 return
-            write_access_line(self.logger, level, status, request.method, request.raw_path, caller_name(request),
+            write_access_line(self.logger, level, status, request.method, request.raw_path, self.caller_name(request),
                               request.remote, time, request.headers.get, request.content_length,
                               response.body_length)
         except Exception:  # a log line must never break a response
             self.logger.debug("Could not write an access line", exc_info=True)
 
-    @staticmethod
-    def _level(request: web.BaseRequest, status: int) -> int:
-        hub_prefix = _hub_prefix(request)
+    def _level(self, request: web.BaseRequest, status: int) -> int:
+        hub_prefix = self.hub_prefix(request)
         if status >= 500:
             return logging.ERROR if request.path.startswith(hub_prefix) else logging.WARNING
         if status >= 400 or not request.path.startswith(hub_prefix):
@@ -91,13 +92,6 @@ def proxied_level(status: int) -> int:
     return logging.WARNING if status >= 400 else logging.DEBUG
 
 
-def _hub_prefix(request: web.BaseRequest) -> str:
-    try:
-        return request.app[keys.SETTINGS].hub_route  # type: ignore[attr-defined]  # compared with request.path
-    except (AttributeError, AssertionError, KeyError, RuntimeError):
-        return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
-
-
 class BadRequestFilter(logging.Filter):
     """aiohttp logs every request its parser refuses at ERROR, with a traceback quoting the raw
     request line. Anyone can send those: make them one WARNING line, cut to size (scrubbed by
@@ -117,10 +111,14 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
-def access_log_args() -> dict[str, object]:
+def access_log_args(caller_name: Callable[[web.BaseRequest], str],
+                    hub_prefix: Callable[[web.BaseRequest], str]) -> dict[str, object]:
     """``handler_args`` for ``web.Application``: they override the runner's, so every runner
-    (the CLI's and the tests') writes the same access log."""
-    return {"access_log_class": AccessLogger, "access_log": logging.getLogger(ACCESS_LOGGER)}
+    (the CLI's and the tests') writes the same access log. ``caller_name``: the user or service
+    name of a request ('-' when anonymous); ``hub_prefix``: the hub's route form, as request.path."""
+    logger_class = type("GatewayAccessLogger", (AccessLogger,), {
+        "caller_name": staticmethod(caller_name), "hub_prefix": staticmethod(hub_prefix)})
+    return {"access_log_class": logger_class, "access_log": logging.getLogger(ACCESS_LOGGER)}
 
 
 # ---------------------------------------------------------------- formatting

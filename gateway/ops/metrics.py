@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from gateway import keys
-from gateway.errors import ERROR_PAGE, plain_html_error
+if TYPE_CHECKING:
+    from gateway.servers import ServerManager
+    from gateway.store import Store
 
 # JupyterHub's buckets: spawns can take minutes; stops use Prometheus' defaults.
 SPAWN_BUCKETS = (0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600, float("inf"))
@@ -131,14 +131,12 @@ class Metrics:
 
     # ------------------------------------------------------------ scrape
 
-    async def refresh(self, app: web.Application) -> None:
-        """Set the scrape-time gauges from the store and the ServerManager."""
-        store = app[keys.STORE]
+    async def refresh(self, store: Store, servers: ServerManager | None) -> None:
+        """Set the scrape-time gauges from the store and the ServerManager (None: not running)."""
         self.total_users.set(await store.count_users())
         now = time.time()
         for child, seconds in self._active:
             child.set(await store.count_active_users(now - seconds))
-        servers = app.get(keys.SERVERS)
         if servers is not None:
             self.running_servers.set(servers.running_count())
         else:
@@ -176,42 +174,3 @@ def make_timing_middleware(metrics: Metrics, hub_prefix: str):
             metrics.observe_request(request.method, handler_label(request), status, perf_counter() - start)
 
     return request_timer
-
-
-def may_read_metrics(request: web.Request) -> bool:
-    if not request.app[keys.SETTINGS].authenticate_prometheus:
-        return True
-    identity = request.get(keys.IDENTITY)
-    return identity is not None and not identity.anonymous and identity.scopes.has(METRICS_SCOPE)
-
-
-async def metrics_page(request: web.Request) -> web.StreamResponse:
-    """GET /hub/metrics and /hub/api/metrics: Prometheus text, or 403 HTML as JupyterHub answers."""
-    if not may_read_metrics(request):
-        renderer = request.app.get(ERROR_PAGE, plain_html_error)
-        return await renderer(request, 403, FORBIDDEN_MESSAGE)
-    metrics = request.app[keys.METRICS]
-    await metrics.refresh(request.app)
-    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-# Checked by the meta-test on API routes; the handler checks the scope itself because
-# JupyterHub answers HTML (not the API's JSON) here, and authenticate_prometheus may waive it.
-metrics_page.__required_scopes__ = (METRICS_SCOPE,)  # type: ignore[attr-defined]
-
-
-async def _record_startup(app: web.Application) -> None:
-    app[keys.METRICS].observe_startup()
-
-
-def setup(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
-    metrics = Metrics()
-    # Set now, before any cleanup context runs: the ServerManager picks it up from the app.
-    app[keys.METRICS] = metrics
-    # Outermost middleware, so it sees the status the error middleware produced.
-    app.middlewares.insert(0, make_timing_middleware(metrics, settings.hub_route))
-    for path in (settings.hub_route + "metrics", settings.api_route + "metrics"):
-        app.router.add_get(path, metrics_page, allow_head=False)
-    # on_startup handlers added here run after every cleanup context has started.
-    app.on_startup.append(_record_startup)

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.auth import authorize, current_identity
-from gateway.errors import ERROR_PAGE, MISSING_CREDENTIALS, ApiError
+from gateway.errors import MISSING_CREDENTIALS, ApiError
 from gateway.identity.caches import SESSION_COOKIE
 from gateway.pages import sessions
 from gateway.vocab import scopes
@@ -45,7 +45,6 @@ STATIC_DIR = PACKAGE_DIR / "static"
 PAGE_CSP = ("frame-ancestors 'none'; default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATIC_VERSIONS = web.AppKey("static_versions", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -185,7 +184,7 @@ def redirect(location: str, status: int = 302) -> web.Response:
 
 
 def static_url(app: web.Application, name: str) -> str:
-    version = app[STATIC_VERSIONS].get(name, "")
+    version = app[keys.STATIC_VERSIONS].get(name, "")
     return f"{app[keys.SETTINGS].hub_prefix}static/{name}" + (f"?v={version}" if version else "")
 
 
@@ -215,7 +214,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
 
 
 async def error_page(request: web.Request, status: int, message: str | None) -> web.StreamResponse:
-    """app[ERROR_PAGE]: HTML error pages for the hub (never shows a traceback)."""
+    """app[keys.ERROR_PAGE]: HTML error pages for the hub (never shows a traceback)."""
     try:
         if keys.IDENTITY not in request:
             request[keys.IDENTITY] = ANONYMOUS
@@ -293,9 +292,9 @@ def setup(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("gateway.pages", "templates"), autoescape=True,
                          default_helpers=False, trim_blocks=True, lstrip_blocks=True,
                          filters={"ago": ago, "when": when})
-    app[STATIC_VERSIONS] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+    app[keys.STATIC_VERSIONS] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
                             for p in STATIC_DIR.iterdir() if p.is_file()}
     app.router.add_static(settings.hub_route + "static/", STATIC_DIR, name="gateway-static")
     app.router.add_get(settings.hub_route.rstrip("/"), add_slash)
     app.router.add_get(settings.base_route, to_hub)
-    app[ERROR_PAGE] = error_page
+    app[keys.ERROR_PAGE] = error_page

@@ -84,14 +84,6 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return f"<class '{t.__name__}'>"
 
 
-def require_dict(body: Any, message: str = "Request body must be a JSON dict") -> dict[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(400, message)
-    return body
-
-
 def query_flag(request: web.Request, name: str) -> bool:
     """JupyterHub's boolean query flags: present counts as true unless '0' or 'false' (empty value is true)."""
     if name not in request.query:

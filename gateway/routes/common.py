@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.authenticators.auth_state import load_auth_state
 from gateway.errors import ApiError
+from gateway.servers import ServerManager
 from gateway.store import UserListing
 from gateway.vocab import scopes
 from gateway.vocab.models import Identity, Server, User
@@ -176,16 +177,13 @@ class UserModels:
         manager = self.app.get(keys.SERVERS)
         if manager is None:
             return {u.id: self._from_records(records[u.id], frozenset(groups[u.id])) for u in shown_users}
-        bulk = getattr(manager, "user_model_servers_many", None)
-        if bulk is not None:
-            return await bulk(shown_users, self.identity, include_stopped=self.include_stopped)
         # The manager keeps a store record for every server it knows (as JupyterHub keeps an orm
         # Spawner), so users without records have nothing to ask it about.
         parts = {}
         for user in shown_users:
             if records[user.id]:
-                parts[user.id] = await manager.user_model_servers(user, self.identity,
-                                                                  include_stopped=self.include_stopped)
+                parts[user.id] = await user_server_models(manager, user, self.identity,
+                                                         include_stopped=self.include_stopped)
         return parts
 
     def _from_records(self, records: list[Server], user_groups: frozenset[str]) -> dict[str, Any]:
@@ -205,3 +203,33 @@ class UserModels:
             servers[server.name] = server_model(server, base_url=self.base_url, pending=None, ready=ready,
                                                 include_state=state)
         return {"servers": servers, "default_ready": default_ready, "default_pending": None}
+
+
+def live_server_model(manager: ServerManager, server: Server, *, include_state: bool = False) -> dict[str, Any]:
+    """A server's JSON model with the manager's live status (pending, ready)."""
+    entry = manager.entry(server.user_name, server.name)
+    pending = entry.pending if entry else None
+    ready = bool(entry and entry.ready and not entry.pending)
+    return server_model(server, base_url=manager.settings.base_url, pending=pending, ready=ready,
+                        include_state=include_state)
+
+
+async def user_server_models(manager: ServerManager, user: User, identity: Identity, include_stopped: bool = False,
+                             servers: list[Server] | None = None) -> dict[str, Any]:
+    """The server parts of a user model, filtered by what ``identity`` may read."""
+    if servers is None:
+        servers = await manager.list_servers(user)
+    models = {}
+    for server in servers:
+        active = manager.status(user.name, server.name) is not None
+        if not active and not include_stopped:
+            continue
+        check = dict(user=user.name, server=server.full_name, user_groups=identity.groups if identity.user and
+                     identity.user.id == user.id else frozenset())
+        if identity.scopes is None or not identity.scopes.has("read:servers", **check):
+            continue
+        state = identity.scopes.has("admin:server_state", **check)
+        models[server.name] = live_server_model(manager, server, include_state=state)
+    status = manager.status(user.name, "")
+    return {"servers": models, "default_ready": status == "ready", "default_pending": status
+            if status in ("spawn", "stop") else None}

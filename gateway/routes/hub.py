@@ -22,7 +22,6 @@ from gateway.routes.common import empty_response, shown
 log = logging.getLogger("gateway.api.hub")
 routes = web.RouteTableDef()
 
-SHUTDOWN_TASKS = web.AppKey("shutdown_tasks", set)
 
 
 @routes.post("/shutdown")
@@ -48,7 +47,7 @@ async def shutdown(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write_eof()  # the answer is out before anything stops
     log.info("Shutdown requested through the API (servers=%s)", servers)
-    tasks = request.app[SHUTDOWN_TASKS]  # holds a reference until the task has run
+    tasks = request.app[keys.SHUTDOWN_TASKS]  # holds a reference until the task has run
     task = asyncio.create_task(_shut_down(request.app, servers), name="api-shutdown")
     tasks.add(task)
     task.add_done_callback(tasks.discard)
@@ -139,5 +138,5 @@ async def new_proxy(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[SHUTDOWN_TASKS] = set()
+    app[keys.SHUTDOWN_TASKS] = set()
     mount_api(app, routes)

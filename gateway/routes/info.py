@@ -12,6 +12,7 @@ from gateway.identity import server_view
 from gateway.auth import authenticated, current_identity, public, requires_scope
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import mount_api
+from gateway.routes.common import user_server_models
 from gateway.vocab import scopes
 from gateway.vocab.serialize import service_model, user_model
 
@@ -105,7 +106,7 @@ async def _own_servers(request: web.Request, user, fields: frozenset[str]) -> di
     manager = request.app.get(keys.SERVERS)
     if manager is None or not ({"servers", "server", "pending"} & fields):
         return {}
-    return await manager.user_model_servers(user, request[keys.IDENTITY])
+    return await user_server_models(manager, user, request[keys.IDENTITY])
 
 
 async def health(request: web.Request) -> web.Response:

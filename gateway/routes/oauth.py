@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.auth import public
-from gateway.errors import ERROR_PAGE, ApiError
+from gateway.errors import ApiError
 from gateway.pages.kit import describe_scopes, page, redirect, render
 from gateway.routes.apiutil import mount_api
 from gateway.services.oauth import OAuthClient, OAuthError, OAuthProvider
@@ -25,7 +25,6 @@ from gateway.wire.routing import origin_form
 
 log = logging.getLogger("gateway.oauth")
 routes = web.RouteTableDef()
-OAUTH = web.AppKey("oauth", OAuthProvider)
 MAX_STATE = 4096
 
 
@@ -36,7 +35,7 @@ def with_query(uri: str, params: dict[str, str]) -> str:
 async def checked_client(request: web.Request) -> tuple[OAuthClient, str]:
     """The client and redirect URI of an authorize request, or ApiError (shown on the page)."""
     query = request.query
-    client = await request.app[OAUTH].client(query.get("client_id", ""))
+    client = await request.app[keys.OAUTH].client(query.get("client_id", ""))
     if client is None:
         raise ApiError(400, "Invalid client_id parameter value.")
     redirect_uri = query.get("redirect_uri") or client.redirect_uri
@@ -66,7 +65,7 @@ def pkce_problem(query) -> str | None:
 async def authorize(request: web.Request, confirmed_scopes: list[str] | None) -> web.StreamResponse:
     """GET: consent page or straight back to the client; POST: the user confirmed (``scopes`` chosen)."""
     identity = request[keys.IDENTITY]
-    provider: OAuthProvider = request.app[OAUTH]
+    provider: OAuthProvider = request.app[keys.OAUTH]
     client, redirect_uri = await checked_client(request)
     query = request.query
     if query.get("response_type") != "code":
@@ -118,7 +117,7 @@ async def as_page(request: web.Request, confirmed: list[str] | None) -> web.Stre
     try:
         return await authorize(request, confirmed)
     except ApiError as e:  # the browser sees a page, not JSON, although the path is under /hub/api
-        return await request.app[ERROR_PAGE](request, e.status, e.message)
+        return await request.app[keys.ERROR_PAGE](request, e.status, e.message)
 
 
 @page()
@@ -164,10 +163,10 @@ async def token(request: web.Request) -> web.Response:
         if form.get("grant_type") != "authorization_code":
             raise OAuthError("unsupported_grant_type", "Only grant_type=authorization_code is supported")
         client_id, secret = client_credentials(request, form)
-        client = await request.app[OAUTH].authenticate_client(client_id, secret)
+        client = await request.app[keys.OAUTH].authenticate_client(client_id, secret)
         if client is None:
             raise OAuthError("invalid_client", "Client authentication failed", status=401)
-        issued, plaintext = await request.app[OAUTH].exchange(
+        issued, plaintext = await request.app[keys.OAUTH].exchange(
             client, str(form.get("code", "")), form.get("redirect_uri"), form.get("code_verifier"))
     except OAuthError as e:
         return oauth_error(e)
@@ -177,7 +176,7 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def oauth_context(app: web.Application):
-    app[OAUTH] = OAuthProvider(app[keys.STORE], app[keys.SETTINGS], app.get(keys.ROUTES))
+    app[keys.OAUTH] = OAuthProvider(app[keys.STORE], app[keys.SETTINGS], app.get(keys.ROUTES))
     yield
 
 
@@ -186,4 +185,3 @@ def setup(app: web.Application) -> None:
     app.router.add_get(prefix + "oauth2/authorize", authorize_get, allow_head=False)
     app.router.add_post(prefix + "oauth2/authorize", authorize_post)
     mount_api(app, routes)
-    app.cleanup_ctx.append(oauth_context)

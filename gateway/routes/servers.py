@@ -18,7 +18,15 @@ from gateway.auth import Handler, current_identity, requires_scope
 from gateway.config import hub_api_url
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import json_body, mount_api
-from gateway.servers import SLOW_SPAWN_TIMEOUT, SLOW_STOP_TIMEOUT, ServerManager, describe, encode_event
+from gateway.routes.common import live_server_model
+from gateway.servers import (
+    NAMED_SERVERS_DISABLED,
+    SLOW_SPAWN_TIMEOUT,
+    SLOW_STOP_TIMEOUT,
+    ServerManager,
+    describe,
+    encode_event,
+)
 from gateway.store import Conflict
 from gateway.vocab.models import User
 from gateway.vocab.names import valid_display_name, valid_server_name
@@ -26,7 +34,6 @@ from gateway.vocab.names import valid_display_name, valid_server_name
 routes = web.RouteTableDef()
 # set when the gateway begins stopping: progress streams end then (cleanly, with the stream's
 # end), instead of holding the shutdown until the spawn ends or a keepalive finds the reader gone
-STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
 KEEPALIVE_SECONDS = 8.0
 DEFAULT = "/users/{user_name}/server"
 NAMED = "/users/{user_name}/servers/{server_name}"
@@ -108,7 +115,7 @@ async def create_server(request: web.Request) -> web.Response:
     options, display_name = server_request_body(await json_body(request))
     server = await manager(request).create(user, server_name_of(request), display_name=display_name,
                                            user_options=options)
-    return json_response(manager(request).model(server), 201)
+    return json_response(live_server_model(manager(request), server), 201)
 
 
 @route_all("PATCH", NAMED, DEFAULT)
@@ -129,7 +136,7 @@ async def edit_server(request: web.Request) -> web.Response:
     if new_name is not None and (not isinstance(new_name, str) or not valid_server_name(new_name)):
         raise ApiError(400, f"Invalid server_name: {new_name!r}")
     if (name or new_name is not None) and not request.app[keys.SETTINGS].allow_named_servers:
-        raise ApiError(400, "Named servers are not enabled.")
+        raise ApiError(400, NAMED_SERVERS_DISABLED)
     display_name = body.get("display_name")
     if display_name is not None and (not isinstance(display_name, str) or not valid_display_name(display_name)):
         raise ApiError(400, f"Invalid display_name: {display_name!r}")
@@ -157,7 +164,7 @@ async def edit_server(request: web.Request) -> web.Response:
         raise ApiError(409, f"User {user.name} already has server {new_name!r}") from None
     if "name" in changes:
         await mgr.rename(user, name, new_name)
-    return json_response(mgr.model(updated))
+    return json_response(live_server_model(mgr, updated))
 
 
 @route_all("DELETE", DEFAULT, DEFAULT_SLASH, NAMED)
@@ -168,7 +175,7 @@ async def stop_server(request: web.Request) -> web.Response:
     remove = bool(body.get("remove")) if isinstance(body, dict) else False
     name = server_name_of(request)
     if name and not request.app[keys.SETTINGS].allow_named_servers:
-        raise ApiError(400, "Named servers are not enabled.")
+        raise ApiError(400, NAMED_SERVERS_DISABLED)
     if not name and remove:
         raise ApiError(400, "Cannot delete the default server")
     store = request.app[keys.STORE]
@@ -190,7 +197,7 @@ async def get_server(request: web.Request) -> web.Response:
         raise ApiError(404)
     identity = request[keys.IDENTITY]
     state = identity.scopes.has("admin:server_state", user=user.name, server=server.full_name)
-    return json_response(manager(request).model(server, include_state=state))
+    return json_response(live_server_model(manager(request), server, include_state=state))
 
 
 @route_all("GET", DEFAULT + "/progress", NAMED + "/progress")
@@ -216,7 +223,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         events = _last_failure(entry)
     try:
         await response.write(b"\n\n")
-        async with contextlib.aclosing(_with_keepalives(events, request.app[STOPPING])) as stream:
+        async with contextlib.aclosing(_with_keepalives(events, request.app[keys.STOPPING])) as stream:
             async for event in stream:
                 await response.write(encode_event(event) if event is not None else b"\n\n")
         await response.write_eof()
@@ -274,11 +281,9 @@ async def servers_context(app: web.Application):
 
 
 async def end_progress_streams(app: web.Application) -> None:
-    app[STOPPING].set()
+    app[keys.STOPPING].set()
 
 
 def setup(app: web.Application) -> None:
     mount_api(app, routes)
-    app[STOPPING] = asyncio.Event()
-    app.on_shutdown.append(end_progress_streams)
-    app.cleanup_ctx.append(servers_context)
+    app[keys.STOPPING] = asyncio.Event()

@@ -32,10 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
-from gateway import keys
-from gateway.config import DEFAULT_ENV_KEEP, Settings, hub_api_url
+from gateway.config import DEFAULT_ENV_KEEP, Settings
 from gateway.spawners import procs
 from gateway.store import Store
 from gateway.vocab.models import Service
@@ -178,7 +175,7 @@ class ManagedService:
 
 
 class ServiceManager:
-    """Service routes and managed-service processes; ``app[keys.SERVICES]``."""
+    """Service routes and managed-service processes (``app[keys.SERVICES]``)."""
 
     def __init__(self, store: Store, settings: Settings, routes, api_url: str):
         self.store = store
@@ -272,20 +269,3 @@ async def wait_for_listener(settings: Settings, timeout: float) -> bool:
         writer.close()
         return True
     return False
-
-
-async def services_context(app: web.Application):
-    settings = app[keys.SETTINGS]
-    manager = ServiceManager(app[keys.STORE], settings, app.get(keys.ROUTES), hub_api_url(settings))
-    app[keys.SERVICES] = manager
-    await manager.prepare()
-    starter = asyncio.create_task(manager.start(), name="start services")
-    yield
-    starter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starter
-    await manager.close()
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(services_context)

@@ -72,6 +72,7 @@ async def test_one_group(hub):
     await expect(hub, "POST", "/groups/new", 400, "Invalid JSON keys: {'x': 1}", token=admin, json_body={"x": 1})
     await expect(hub, "POST", "/groups/a%2Fb", 400, "Invalid group name: a/b", token=admin)
     await expect(hub, "POST", "/groups/%20x", 400, "Invalid group name:  x", token=admin)
+    assert snapshot(hub) == before  # the refusals wrote nothing
     reader = await token_with(hub, "reader", ["read:groups!group=team"])
     await expect(hub, "GET", "/groups/empty", 404, NOT_FOUND, token=reader)
     names = await token_with(hub, "names", ["read:groups:name!group=team"])

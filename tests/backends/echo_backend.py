@@ -45,6 +45,7 @@ async def echo(request: web.Request) -> web.StreamResponse:
             "body_length": length,
             "body_sha256": digest.hexdigest(),
             "version": f"{request.version.major}.{request.version.minor}",
+            "peer_port": request.transport.get_extra_info("peername")[1],  # which backend connection
         }
     )
 

@@ -9,10 +9,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from gateway import keys
-from gateway.ops.culler import CULLER
 from gateway.vocab.serialize import user_url
 from tests.helpers.paths import FAKE_SERVER
 
@@ -51,7 +48,7 @@ async def test_idle_server_culled_active_spared(start_hub):
     idle, busy = await hub.new_token("idle"), await hub.new_token("busy")
     assert (await hub.api("POST", "/users/idle/server", token=idle)).status == 201
     assert (await hub.api("POST", "/users/busy/servers/nb", token=busy)).status == 201
-    servers, culler = hub.app[keys.SERVERS], hub.app[CULLER]
+    servers, culler = hub.app[keys.SERVERS], hub.app[keys.CULLER]
     started = time.monotonic()
 
     await wait_for(lambda: servers.status("idle", "") is None, keep_alive=[(hub, "busy", "nb")])
@@ -76,14 +73,14 @@ async def test_activity_api_and_recorder_count_as_activity(start_hub):
     assert (await hub.api("POST", "/users/carol/server", token=token)).status == 201
     user = await hub.store.get_user("carol")
     server = await hub.store.get_server(user.id, "")
-    recorder, servers, culler = hub.app[keys.ACTIVITY], hub.app[keys.SERVERS], hub.app[CULLER]
+    recorder, servers, culler = hub.app[keys.ACTIVITY], hub.app[keys.SERVERS], hub.app[keys.CULLER]
     passes, started = culler.passes, time.monotonic()
     deadline = time.monotonic() + 30
     while not (culler.passes >= passes + 3 and time.monotonic() - started > 4) and time.monotonic() < deadline:
         recorder.note_server(server.id, user.id)
         r = await hub.api("POST", "/users/carol/activity", token=token,
                           json_body={"servers": {"": {"last_activity": _now_iso()}}})
-        assert r.status in (200, 204, 404, 405)  # the activity endpoint may not be mounted in this build
+        assert r.status == 200, r.text
         await asyncio.sleep(0.2)
     assert servers.status("carol", "") == "ready"
 
@@ -106,10 +103,12 @@ async def test_cull_users_deletes_idle_users_but_never_admins(start_hub):
     hub = await culling_hub(start_hub, cull_users=True)
     await hub.new_user("ghost")
     await hub.new_user("boss", admin=True)
-    active = await hub.new_user("lively")
     token = await hub.new_token("runner")
     assert (await hub.api("POST", "/users/runner/server", token=token)).status == 201
     recorder = hub.app[keys.ACTIVITY]
+    # made after the start (which may take longer than the idle timeout) and active at once
+    active = await hub.new_user("lively")
+    recorder.note_user(active.id)
 
     async def ghost_gone() -> bool:
         recorder.note_user(active.id)
@@ -132,7 +131,7 @@ async def test_culling_off_by_default(start_hub):
     hub = await start_hub(spawner_cmd=FAKE, cull_interval=1)
     token = await hub.new_token("erin")
     assert (await hub.api("POST", "/users/erin/server", token=token)).status == 201
-    culler = hub.app[CULLER]
+    culler = hub.app[keys.CULLER]
     report = await culler.cull_once(now=time.time() + 10 * 86400)
     assert report.stopped == [] and hub.app[keys.SERVERS].status("erin", "") == "ready"
 
@@ -143,7 +142,7 @@ async def test_one_pass_semantics(start_hub):
     token = await hub.new_token("fay")
     assert (await hub.api("POST", "/users/fay/servers/a", token=token)).status == 201
     assert (await hub.api("PUT", "/users/fay/servers/b", token=token)).status == 201  # recorded, never started
-    culler = hub.app[CULLER]
+    culler = hub.app[keys.CULLER]
     assert (await culler.cull_once()).stopped == []  # just started: not idle
     report = await culler.cull_once(now=time.time() + 5)
     assert report.stopped == ["fay/a"]
@@ -156,8 +155,7 @@ async def test_external_jupyterhub_idle_culler_still_works(start_hub):
     server and spares an active one. Needs the users API (GET /users?state=ready)."""
     hub = await start_hub(spawner_cmd=FAKE, allow_named_servers=True, spawner_start_timeout=20.0)
     admin = await hub.new_token("root", admin=True)
-    if (await hub.api("GET", "/users?state=ready", token=admin)).status != 200:
-        pytest.skip("the users API is not mounted in this build")
+    assert (await hub.api("GET", "/users?state=ready", token=admin)).status == 200
     idle, busy = await hub.new_token("idle"), await hub.new_token("busy")
     assert (await hub.api("POST", "/users/idle/server", token=idle)).status == 201
     assert (await hub.api("POST", "/users/busy/server", token=busy)).status == 201

@@ -206,7 +206,7 @@ async def test_service_tokens_and_access_scopes(start_hub, tmp_path):
 
 
 async def test_reload_starts_stops_and_reroutes_services(start_hub, tmp_path):
-    from gateway.ops.lifecycle import reload_settings
+    from gateway.app import reload_settings
 
     first = managed("envsvc", ENV_SERVICE)
     hub = await start_hub(services=(first,))
