@@ -42,6 +42,7 @@ CAPABILITIES = (
     "gateway.routes.services",
     "gateway.proxy",
     "gateway.routes.servers",
+    "gateway.routes.batchspawner",  # batchspawner's port report (plugin spawners)
     "gateway.services.managed",  # service routes and processes (after the proxy's route table exists)
     "gateway.routes.oauth",
     "gateway.routes.shares",
