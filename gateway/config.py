@@ -509,6 +509,8 @@ KEYS: tuple[Key, ...] = (
       "printed once to the log."),
     K("Gateway", "shutdown_timeout", "shutdown_timeout", 10.0, as_number(0),
       "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
+    K("Gateway", "plugin_stop_timeout", "plugin_stop_timeout", 60.0, as_number(0.1),
+      "Seconds a spawner plugin's stop() may take; after that gateway forgets the server and logs a warning."),
     K("Gateway", "uvloop", "uvloop", True, as_bool,
       "Run on uvloop's event loop when it is installed (Linux): less CPU per proxied request."),
 )
@@ -613,6 +615,7 @@ class Settings:
     create_first_admin: bool = True
     shutdown_timeout: float = 10.0
     uvloop: bool = True
+    plugin_stop_timeout: float = 60.0
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)

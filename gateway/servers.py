@@ -133,7 +133,7 @@ class ServerManager:
             if self._plugin_context is None:
                 self._plugin_context = PluginContext(self.store, self.authenticator)
             self.spawner_class = plugin_spawner_class(settings.spawner_plugin, settings.plugin_config,
-                                                      self._plugin_context)
+                                                      self._plugin_context, stop_timeout=settings.plugin_stop_timeout)
         else:
             self.spawner_class = spawner_class_for(settings.spawner_class)
 

@@ -36,7 +36,6 @@ from gateway.spawners import hooks
 
 log = logging.getLogger("gateway.spawners.plugin")
 
-STOP_BOUND = 60.0  # seconds a plugin's stop() may take before gateway gives up on it
 WATCH_INTERVAL_MAX = 10.0  # seconds between exit checks; proxy failures trigger earlier checks
 
 
@@ -162,6 +161,7 @@ class PluginSpawner(Spawner):
     plugin_class: type[HubSpawner] = HubSpawner
     plugin_config: Config = Config()
     context: PluginContext
+    stop_timeout = 60.0  # Gateway.plugin_stop_timeout: a stop() that hangs is given up after this
     separate_route_secret = True  # the ServerManager mints a route secret (see module docstring)
 
     def __init__(self, options: SpawnerOptions, spec: ServerSpec, state: Mapping[str, Any] | None = None):
@@ -325,11 +325,11 @@ class PluginSpawner(Spawner):
 
     async def stop(self, now: bool = False) -> None:
         try:
-            async with asyncio.timeout(STOP_BOUND):
+            async with asyncio.timeout(self.stop_timeout):
                 await self.plugin.stop(now=now)
         except TimeoutError:
             log.warning("stop() of %s did not return within %g s; forgetting the server",
-                        self.spec.server_prefix, STOP_BOUND)
+                        self.spec.server_prefix, self.stop_timeout)
         finally:
             self._forget()
 
@@ -376,8 +376,9 @@ class PluginContext:
         return None
 
 
-def plugin_spawner_class(cls: type[HubSpawner], raw_config: Mapping[str, Any], context: PluginContext) -> type[PluginSpawner]:
+def plugin_spawner_class(cls: type[HubSpawner], raw_config: Mapping[str, Any], context: PluginContext, *,
+                         stop_timeout: float = 60.0) -> type[PluginSpawner]:
     config = raw_config if isinstance(raw_config, Config) else Config(
         {k: dict(v) for k, v in raw_config.items() if isinstance(v, Mapping)})
     return type(f"Plugin{cls.__name__}", (PluginSpawner,),
-                {"plugin_class": cls, "plugin_config": config, "context": context})
+                {"plugin_class": cls, "plugin_config": config, "context": context, "stop_timeout": stop_timeout})
