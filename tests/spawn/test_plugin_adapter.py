@@ -204,3 +204,31 @@ async def test_port_report_only_with_the_servers_own_token(start_hub, tmp_path):
     # forwarded to the host name start() returned, with a kernel behind it
     assert await run_in_kernel(hub.url, "eve", token, "6*7") == "42"
     assert (await hub.api("DELETE", "/users/eve/server", token=token)).status in (202, 204)
+
+
+FAKE_SERVER = str(Path(__file__).resolve().parents[1] / "fake_server.py")
+
+
+async def test_proxy_presents_an_access_only_secret_never_the_servers_api_token(start_hub, tmp_path):
+    """The fake server accepts JUPYTER_TOKEN (the route secret) and echoes what the proxy sent."""
+    hub = await start_hub(**plugin_settings(tmp_path, SingleUserSpawner, cmd=[sys.executable, FAKE_SERVER], args=[]))
+    token = await hub.new_token("fay")
+    await start_and_wait(hub, "fay", token)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{hub.url}/user/fay/echo", headers={"Authorization": f"token {token}"}) as r:
+            assert r.status == 200, await r.text()
+            sent = (await r.json())["headers"]
+        async with s.get(f"{hub.url}/user/fay/api/env", headers={"Authorization": f"token {token}"}) as r:
+            env = await r.json()
+    presented = next(v for k, v in sent if k.lower() == "authorization").split(" ", 1)[1]
+    assert presented != token
+    # the secret the proxy presents: a hub token whose only right is access to this one server
+    who = await hub.api("GET", "/user", token=presented)
+    identify = {"read:users:name!user=fay", "read:users:groups!user=fay"}  # what every token of fay may read
+    assert who.status == 200 and set(who.body["scopes"]) - identify == {"access:servers!server=fay/"}, who.body
+    # it can neither report activity or a port, nor read tokens, nor stop the server
+    assert (await hub.api("POST", "/users/fay/activity", token=presented, json_body={"servers": {}})).status == 403
+    assert (await hub.api("POST", "/batchspawner", token=presented, json_body={"port": 1234})).status == 403
+    assert (await hub.api("GET", "/users/fay/tokens", token=presented)).status in (403, 404)
+    assert (await hub.api("DELETE", "/users/fay/server", token=presented)).status in (403, 404)
+    assert env["JUPYTERHUB_API_TOKEN"] == "[redacted]" and env["JUPYTERHUB_USER"] == "fay"
