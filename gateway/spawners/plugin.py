@@ -319,9 +319,15 @@ class PluginSpawner(Spawner):
 
     async def wait_for_exit(self) -> int:
         interval = min(max(float(self.plugin.poll_interval or 1.0), 1.0), WATCH_INTERVAL_MAX)
-        while (status := await self.plugin.poll()) is None:
+        while True:
+            try:
+                status = await self.plugin.poll()
+            except Exception:  # e.g. squeue failing for a moment: not a reason to call the server dead
+                log.exception("poll() of %s failed; trying again", self.spec.server_prefix)
+                status = None
+            if status is not None:
+                return status
             await asyncio.sleep(interval)
-        return status
 
     async def stop(self, now: bool = False) -> None:
         try:

@@ -66,6 +66,9 @@ class PortReportSpawner(SimpleLocalProcessSpawner):
             await asyncio.sleep(0.05)
         return "localhost", self.port  # a host name, not an address: the proxy resolves it
 
+    async def progress(self):
+        yield {"progress": 40, "message": "Waiting for the job to report its port"}
+
 
 def plugin_settings(tmp_path: Path, cls: type, **config) -> dict:
     spawner_config = {"cmd": [SINGLEUSER], "args": ["--allow-root"], **config}
@@ -184,6 +187,7 @@ async def test_port_report_only_with_the_servers_own_token(start_hub, tmp_path):
     async def reported() -> bool:
         return report.exists()
 
+    stream = asyncio.create_task(progress_events(hub, "eve", token))  # read while the start is pending
     await wait_for(reported)
     data = json.loads(report.read_text())
     # the user's own (ordinary) token, another user's token, no token: all refused
@@ -201,6 +205,9 @@ async def test_port_report_only_with_the_servers_own_token(start_hub, tmp_path):
         return (await hub.api("GET", "/users/eve/server", token=token)).body["ready"]
 
     await wait_for(ready)
+    events = await asyncio.wait_for(stream, 30)
+    assert {"progress": 40, "message": "Waiting for the job to report its port"} in events  # plugin's progress()
+    assert events[-1]["ready"]
     # forwarded to the host name start() returned, with a kernel behind it
     assert await run_in_kernel(hub.url, "eve", token, "6*7") == "42"
     assert (await hub.api("DELETE", "/users/eve/server", token=token)).status in (202, 204)
