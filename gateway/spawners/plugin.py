@@ -166,6 +166,7 @@ class PluginSpawner(Spawner):
 
     def __init__(self, options: SpawnerOptions, spec: ServerSpec, state: Mapping[str, Any] | None = None):
         self._url = ""
+        self._active = False  # started or adopted, and not yet stopped: only then is stop() passed on
         spawners = self.context.user_spawners(spec.user)
         orm_server = orm.Server(proto="http", ip="", port=0, base_url=spec.server_prefix, cookie_name="")
         self.orm_spawner = _OrmSpawner(spec, orm_server)
@@ -207,6 +208,7 @@ class PluginSpawner(Spawner):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.plugin.load_state(dict(state))
+        self._active = bool(state)
 
     async def prepare(self, auth_state: Mapping[str, Any] | None) -> None:
         """JupyterHub's User.spawn before start(): authenticator, auth_state, groups, options, pre-spawn."""
@@ -241,6 +243,7 @@ class PluginSpawner(Spawner):
     async def start(self) -> str:
         plugin, spec = self.plugin, self.spec
         self._begin_progress()
+        self._active = True
         self.context.live[(spec.user, spec.server_name)] = self
         self.context.user_spawners(spec.user)[spec.server_name] = plugin
         relay = asyncio.create_task(self._relay_progress())
@@ -330,6 +333,8 @@ class PluginSpawner(Spawner):
             await asyncio.sleep(interval)
 
     async def stop(self, now: bool = False) -> None:
+        if not self._active:
+            return
         try:
             async with asyncio.timeout(self.stop_timeout):
                 await self.plugin.stop(now=now)
@@ -345,6 +350,7 @@ class PluginSpawner(Spawner):
 
     def _forget(self) -> None:
         self._url = ""
+        self._active = False
         self.plugin.clear_state()
         self.context.live.pop((self.spec.user, self.spec.server_name), None)
 
