@@ -223,7 +223,8 @@ def as_spawner_class(value: Any) -> Any:
     try:
         from gateway.spawners.plugin import load_spawner_class
     except ImportError as exc:
-        raise ValueError(f"{value!r} is a JupyterHub spawner plugin, which needs the jupyterhub package: {exc}") from None
+        raise ValueError(f"{value!r} is a JupyterHub spawner plugin, which needs the jupyterhub package: "
+                         f"{exc}") from None
     return load_spawner_class(value)
 
 

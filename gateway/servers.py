@@ -345,7 +345,8 @@ class ServerManager:
             route_secret = await self._new_route_secret(server) if self.spawner_class.separate_route_secret else secret
             user = await self.store.get_user_by_id(server.user_id)
             groups = tuple((await self.store.groups_of_users([server.user_id])).get(server.user_id, []))
-            spawner = self._make_spawner(self._spec(server, secret, route_secret=route_secret, user=user, groups=groups))
+            spec = self._spec(server, secret, route_secret=route_secret, user=user, groups=groups)
+            spawner = self._make_spawner(spec)
             entry.spawner = spawner
             forward = asyncio.create_task(self._forward_progress(entry, spawner))
             try:

@@ -48,7 +48,8 @@ class IceCreamSpawner(SimpleLocalProcessSpawner):
 
     def get_env(self):
         env = super().get_env()
-        env["ICE_CREAM"] = "{{}}x{{}}".format(self.user_options.get("flavor", "none"), self.user_options.get("scoops", 0))
+        options = self.user_options
+        env["ICE_CREAM"] = "{{}}x{{}}".format(options.get("flavor", "none"), options.get("scoops", 0))
         return env
 
 

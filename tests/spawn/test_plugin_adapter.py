@@ -72,9 +72,9 @@ class PortReportSpawner(SimpleLocalProcessSpawner):
 
 def plugin_settings(tmp_path: Path, cls: type, **config) -> dict:
     spawner_config = {"cmd": [SINGLEUSER], "args": ["--allow-root"], **config}
+    homes = {"home_dir_template": str(tmp_path / "homes" / "{username}")}
     return dict(spawner_class="plugin", spawner_plugin=cls, spawner_start_timeout=60,
-                plugin_config={"Spawner": spawner_config,
-                               "SimpleLocalProcessSpawner": {"home_dir_template": str(tmp_path / "homes" / "{username}")}})
+                plugin_config={"Spawner": spawner_config, "SimpleLocalProcessSpawner": homes})
 
 
 async def wait_for(predicate, timeout: float = 60):
