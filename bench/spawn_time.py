@@ -42,7 +42,7 @@ from gateway.spawners.base import ServerSpec, SpawnerOptions  # noqa: E402
 from gateway.spawners.local import ProcessSpawner  # noqa: E402
 
 KINDS = {
-    "fake": (sys.executable, str(ROOT / "tests" / "fake_server.py")),
+    "fake": (sys.executable, str(ROOT / "tests" / "backends" / "fake_server.py")),
     "jupyter-server": (str(Path(sys.executable).parent / "jupyter-server"),),
 }
 

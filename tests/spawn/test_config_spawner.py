@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.pagetools import form_xsrf
-from tests.spawn.spawntools import api, browser_log_in, chromium_page, run_in_kernel, wait_server
+from tests.helpers.pages import form_xsrf
+from tests.helpers.spawn import api, browser_log_in, chromium_page, run_in_kernel, wait_server
 
 ADMIN_TOKEN = "spawncore-admin-token-0123456789"
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")

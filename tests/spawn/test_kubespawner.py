@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from gateway.config import load_settings
-from gateway.spawner import ServerSpec, SpawnerOptions
+from gateway.spawners.base import ServerSpec, SpawnerOptions
 from gateway.spawners.plugin import PluginContext, plugin_spawner_class
-from tests.spawn.spawntools import api, browser_log_in, chromium_page
+from tests.helpers.spawn import api, browser_log_in, chromium_page
 
 ADMIN = "kube-admin-token-0123456789abcdef"
 KUBECONFIG = """apiVersion: v1

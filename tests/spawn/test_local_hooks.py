@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from tests.pagetools import add_user, logged_in_session, page_hub  # noqa: F401 (fixture)
+from tests.helpers.pages import add_user, logged_in_session
 
 PASSWORD = "correct horse battery"
 

@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 from jupyterhub.spawner import SimpleLocalProcessSpawner, Spawner
 
-from tests.spawn.spawntools import run_in_kernel
+from tests.helpers.paths import BACKENDS
+from tests.helpers.spawn import run_in_kernel
 
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 
@@ -213,7 +214,7 @@ async def test_port_report_only_with_the_servers_own_token(start_hub, tmp_path):
     assert (await hub.api("DELETE", "/users/eve/server", token=token)).status in (202, 204)
 
 
-FAKE_SERVER = str(Path(__file__).resolve().parents[1] / "fake_server.py")
+FAKE_SERVER = str(BACKENDS / "fake_server.py")
 
 
 async def test_proxy_presents_an_access_only_secret_never_the_servers_api_token(start_hub, tmp_path):

@@ -9,9 +9,9 @@ import pytest
 from jupyterhub.spawner import LocalProcessSpawner
 
 from gateway.config import ConfigError, load_settings
-from gateway.spawner import ServerSpec, SpawnerOptions
+from gateway.spawners.base import ServerSpec, SpawnerOptions
 from gateway.spawners.plugin import PluginContext, load_spawner_class, plugin_spawner_class
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 
 def settings_from(tmp_path, text: str):

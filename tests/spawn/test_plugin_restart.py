@@ -11,10 +11,11 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.spawn.spawntools import api, wait_server
+from tests.helpers.paths import BACKENDS
+from tests.helpers.spawn import api, wait_server
 
 ADMIN = "restart-admin-token-0123456789"
-FAKE_SERVER = str(Path(__file__).resolve().parents[1] / "fake_server.py")
+FAKE_SERVER = str(BACKENDS / "fake_server.py")
 
 CONFIG = f'''
 c = get_config()  # noqa
