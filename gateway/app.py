@@ -30,7 +30,7 @@ from gateway.ops.logs import access_log_args, set_level
 from gateway.ops.metrics import Metrics, make_timing_middleware
 from gateway.pages import accept_share, admin, home, kit, login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
-from gateway.routes import groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
+from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
 from gateway.services.managed import ServiceManager
 from gateway.store import Store
 from gateway.vocab import security
@@ -50,6 +50,7 @@ ROUTE_SETUPS = (
     services.setup,
     proxy.setup,
     servers.setup,
+    batchspawner.setup,  # batchspawner's port report (plugin spawners)
     oauth.setup,
     shares.setup,
     kit.setup,  # templates, static files, the HTML error page

@@ -19,6 +19,7 @@ so ``c = get_config()`` and ``c.JupyterHub.x = ...`` work unchanged.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import logging
 import os
@@ -27,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from gateway.spawners import hooks as spawn_hooks
 
 log = logging.getLogger("gateway.config")
 
@@ -48,7 +51,6 @@ IRRELEVANT_KEYS = {
     "JupyterHub.hub_ip": "the hub and the proxy share one port",
     "JupyterHub.hub_port": "the hub and the proxy share one port",
     "JupyterHub.hub_bind_url": "the hub and the proxy share one port",
-    "JupyterHub.hub_connect_ip": "the hub and the proxy share one port",
     "JupyterHub.proxy_class": "the proxy is built in",
     "JupyterHub.cleanup_proxy": "the proxy is built in",
     "JupyterHub.cookie_host_prefix_enabled": "gateway sets cookie flags itself",
@@ -238,6 +240,22 @@ def as_authenticator_class(value: Any) -> str | PluginRef:
     return PluginRef(value)
 
 
+def as_spawner_class(value: Any) -> Any:
+    """A built-in spawner's name (a str), else the plugin class (loading jupyterhub only then)."""
+    if isinstance(value, str) and value in SPAWNER_ALIASES:
+        return SPAWNER_ALIASES[value]
+    if isinstance(value, type) and f"{value.__module__}.{value.__qualname__}" in SPAWNER_ALIASES:
+        return SPAWNER_ALIASES[f"{value.__module__}.{value.__qualname__}"]
+    if not isinstance(value, (str, type)):
+        raise ValueError(f"expected a class, an import path or an entry-point name, got {value!r}")
+    try:
+        from gateway.spawners.plugin import load_spawner_class
+    except ImportError as exc:
+        raise ValueError(f"{value!r} is a JupyterHub spawner plugin, which needs the jupyterhub package: "
+                         f"{exc}") from None
+    return load_spawner_class(value)
+
+
 def as_alias(aliases: Mapping[str, str], what: str) -> Callable[[Any], str]:
     def coerce(value: Any) -> str:
         if isinstance(value, type):
@@ -416,8 +434,13 @@ KEYS: tuple[Key, ...] = (
       "Scopes added to the default 'user' role."),
     K("JupyterHub", "authenticator_class", "authenticator_class", as_authenticator_class,
       "password (built in), pam, dummy or shared-password."),
-    K("JupyterHub", "spawner_class", "spawner_class", as_alias(SPAWNER_ALIASES, "spawner_class"),
-      "localprocess (runs as the system user when root) or simple."),
+    K("JupyterHub", "spawner_class", "spawner_class", as_spawner_class,
+      "localprocess (runs as the system user when root), simple, or a JupyterHub spawner plugin: "
+      "a jupyterhub.spawners entry point, an import path or a class."),
+    K("JupyterHub", "hub_connect_url", "hub_connect_url", as_str,
+      "URL servers on other hosts reach the hub at, e.g. http://login-node:8000 (JUPYTERHUB_API_URL)."),
+    K("JupyterHub", "hub_connect_ip", "hub_connect_ip", as_str,
+      "Host servers on other hosts reach the hub at (hub_connect_url wins)."),
     K("JupyterHub", "api_page_default_limit", "api_page_default_limit", as_int(1),
       "Default page size of paginated API lists."),
     K("JupyterHub", "api_page_max_limit", "api_page_max_limit", as_int(1), "Maximum page size."),
@@ -486,6 +509,27 @@ KEYS: tuple[Key, ...] = (
       "simple spawner: per-user folder template, e.g. /tmp/{username}."),
     K("Spawner", "poll_interval", "spawner_poll_interval", as_number(0.1),
       "Seconds between checks that running servers are alive."),
+    K("Spawner", "pre_spawn_hook", "spawner_pre_spawn_hook", spawn_hooks.as_hook,
+      "Function of the spawner, called before each start (may be async)."),
+    K("Spawner", "post_stop_hook", "spawner_post_stop_hook", spawn_hooks.as_hook,
+      "Function of the spawner, called after each stop."),
+    K("Spawner", "auth_state_hook", "spawner_auth_state_hook", spawn_hooks.as_hook,
+      "Function of (spawner, auth_state), called before pre_spawn_hook."),
+    K("Spawner", "apply_user_options", "spawner_apply_user_options", spawn_hooks.as_callable_or_dict,
+      "Function of (spawner, user_options), or {option: spawner attribute}."),
+    K("Spawner", "group_overrides", "spawner_group_overrides", spawn_hooks.as_callable_or_dict,
+      "{key: {'groups': [...], 'spawner_override': {...}}} applied to members before a start."),
+    K("Spawner", "options_form", "spawner_options_form", spawn_hooks.as_options_form,
+      "HTML form fields (or a function of the spawner) shown on the spawn page."),
+    K("Spawner", "options_from_form", "spawner_options_from_form", spawn_hooks.as_options_from_form,
+      "Function turning the posted form (dict of lists) into user_options, or 'simple' / 'passthrough'."),
+    K("Spawner", "mem_limit", "spawner_mem_limit", spawn_hooks.as_byte_spec,
+      "Memory limit ('2G'); the local spawner passes it on as MEM_LIMIT, plugins enforce it."),
+    K("Spawner", "mem_guarantee", "spawner_mem_guarantee", spawn_hooks.as_byte_spec, "Memory guarantee ('1G')."),
+    K("Spawner", "cpu_limit", "spawner_cpu_limit", spawn_hooks.as_cpu, "CPU limit (cores)."),
+    K("Spawner", "cpu_guarantee", "spawner_cpu_guarantee", spawn_hooks.as_cpu, "CPU guarantee (cores)."),
+    K("Spawner", "hub_connect_url", "spawner_hub_connect_url", as_str,
+      "URL this spawner's servers reach the hub at (overrides JupyterHub.hub_connect_url)."),
     K("Gateway", "max_body_size", "max_body_size", as_int(1),
       "Largest request body accepted by the hub API and pages, in bytes."),
     K("Gateway", "proxy_max_body_size", "proxy_max_body_size", as_int(1),
@@ -497,6 +541,8 @@ KEYS: tuple[Key, ...] = (
       "printed once to the log."),
     K("Gateway", "shutdown_timeout", "shutdown_timeout", as_number(0),
       "Seconds in-flight requests get to finish on SIGTERM before they are cancelled."),
+    K("Gateway", "plugin_stop_timeout", "plugin_stop_timeout", as_number(0.1),
+      "Seconds a spawner plugin's stop() may take; after that gateway forgets the server and logs a warning."),
     K("Gateway", "uvloop", "uvloop", as_bool,
       "Run on uvloop's event loop when it is installed (Linux): less CPU per proxied request."),
     K("Gateway", "front_doors", "front_doors", as_bool,
@@ -581,6 +627,21 @@ class Settings:
     spawner_notebook_dir: str = ""
     spawner_home_dir_template: str = ""
     spawner_poll_interval: float = 30.0
+    spawner_pre_spawn_hook: Any = None
+    spawner_post_stop_hook: Any = None
+    spawner_auth_state_hook: Any = None
+    spawner_apply_user_options: Any = None
+    spawner_group_overrides: Any = None
+    spawner_options_form: Any = ""
+    spawner_options_from_form: Any = "passthrough"
+    spawner_mem_limit: int | None = None
+    spawner_mem_guarantee: int | None = None
+    spawner_cpu_limit: float | None = None
+    spawner_cpu_guarantee: float | None = None
+    spawner_hub_connect_url: str = ""
+    hub_connect_url: str = ""
+    hub_connect_ip: str = ""
+    spawner_plugin: Any = None  # the JupyterHub spawner class when spawner_class == "plugin"
     max_body_size: int = 1024 * 1024
     proxy_max_body_size: int = 512 * 1024 * 1024
     data_dir: str = ""
@@ -588,6 +649,7 @@ class Settings:
     shutdown_timeout: float = 10.0
     uvloop: bool = True
     front_doors: bool = True
+    plugin_stop_timeout: float = 60.0
     config_file: str = ""
 
     # ---- derived values (pure functions of the fields above)
@@ -684,15 +746,19 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
     values: dict[str, Any] = {}
     problems: list[str] = []
     warnings: list[str] = []
+    plugin, plugin_keys, plugin_sections = _spawner_plugin(raw, values, problems)
     known_sections = {s for group in SECTION_GROUPS.values() for s in group}
     # With a plugin authenticator, other sections and Authenticator keys are the plugin's (read by
     # traitlets when it is built); authenticators.plugin warns about the ones no class reads.
-    plugin = _names_plugin(raw)
+    auth_plugin = _names_plugin(raw)
     for section, entries in raw.items():
         if section in IRRELEVANT_SECTIONS:
             warnings.append(f"Ignoring {section}.* ({IRRELEVANT_SECTIONS[section]})")
             continue
-        if section not in known_sections and not plugin:
+        if section in plugin_sections and section not in known_sections:
+            problems += [f"{section}.{name}: {plugin.__name__} has no such config key" for name in entries
+                         if name not in plugin_keys]
+        elif section not in known_sections and not auth_plugin:
             for name in entries:
                 warnings.append(f"Unsupported config key {section}.{name} is ignored")
     for group, sections in SECTION_GROUPS.items():
@@ -700,18 +766,36 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
             for name, value in raw.get(section, {}).items():
                 dotted = f"{section}.{name}"
                 key = KEYS_BY_NAME.get((group, name))
+                if key is None and group == "Spawner":
+                    # a spawner key gateway does not read: the plugin's (traitlets hands it over), else refused
+                    if plugin is None:
+                        problems.append(f"{dotted}: gateway's local spawner cannot honour this key")
+                    elif name not in plugin_keys:
+                        problems.append(f"{dotted}: {plugin.__name__} has no such config key")
+                    continue
                 if key is None:
                     if f"{group}.{name}" in IRRELEVANT_KEYS:
                         warnings.append(f"Ignoring {dotted} ({IRRELEVANT_KEYS[f'{group}.{name}']})")
-                    elif plugin and group == "Authenticator":
+                    elif auth_plugin and group == "Authenticator":
                         pass  # the plugin's
                     else:
                         warnings.append(f"Unsupported config key {dotted} is ignored")
                     continue
+                if key.attr == "spawner_class" or plugin is not None and group == "Spawner" and name in plugin_keys:
+                    continue  # read by _spawner_plugin / validated by the plugin's own traits
                 try:
                     values[key.attr] = key.coerce(value)
                 except ValueError as e:
                     problems.append(f"{dotted}: {e}")
+    if plugin is not None:
+        for attr, name in (("spawner_start_timeout", "start_timeout"), ("spawner_http_timeout", "http_timeout"),
+                           ("spawner_poll_interval", "poll_interval")):
+            with contextlib.suppress(Exception):
+                values[attr] = float(plugin.class_traits()[name].default_value)
+            for section in plugin_sections:
+                if name in raw.get(section, {}):
+                    with contextlib.suppress(ValueError, TypeError):
+                        values[attr] = float(raw[section][name])
     ref = values.get("authenticator_class")
     if isinstance(ref, PluginRef):
         values["authenticator_class"] = "plugin"
@@ -726,6 +810,26 @@ def _names_plugin(raw: Mapping[str, Mapping[str, Any]]) -> bool:
         return value is not None and isinstance(as_authenticator_class(value), PluginRef)
     except ValueError:
         return False
+
+
+def _spawner_plugin(raw: Mapping[str, Mapping[str, Any]], values: dict[str, Any],
+                    problems: list[str]) -> tuple[Any, set[str], list[str]]:
+    """Resolve JupyterHub.spawner_class: a built-in name, or (plugin class, its config keys, its sections)."""
+    if "spawner_class" not in raw.get("JupyterHub", {}):
+        return None, set(), []
+    try:
+        resolved = as_spawner_class(raw["JupyterHub"]["spawner_class"])
+    except ValueError as e:
+        problems.append(f"JupyterHub.spawner_class: {e}")
+        return None, set(), []
+    if isinstance(resolved, str):
+        values["spawner_class"] = resolved
+        return None, set(), []
+    from gateway.spawners.plugin import config_sections
+
+    values["spawner_class"], values["spawner_plugin"] = "plugin", resolved
+    values["plugin_config"] = {section: dict(entries) for section, entries in raw.items()}
+    return resolved, set(resolved.class_trait_names(config=True)), config_sections(resolved)
 
 
 def _check_consistency(settings: Settings) -> list[str]:

@@ -29,9 +29,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.config import Settings
 from gateway.identity import server_view
+from gateway.errors import ApiError
+from gateway.spawners import hooks as spawn_hooks
 from gateway.spawners import procs
 from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
 from gateway.spawners.local import spawner_class_for
@@ -68,6 +71,7 @@ class Entry:
     watcher: asyncio.Task | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
+    failure_status: int = 500  # 400 when the user's options were refused
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     spawn_started: float = 0.0
 
@@ -94,6 +98,8 @@ class ServerManager:
         self.routes = routes  # gateway.wire.routing.RouteTable, when the proxy is wired
         self.activity = activity
         self.metrics = metrics
+        self.authenticator: Any = None  # a JupyterHub authenticator plugin, when one is loaded
+        self._plugin_context: Any = None
         self.apply_settings(settings)
         self._entries: dict[tuple[str, str], Entry] = {}
         self._route_servers: dict[str, Entry] = {}  # route prefix -> entry, for activity
@@ -114,8 +120,35 @@ class ServerManager:
             home_dir_template=settings.spawner_home_dir_template,
             switch_user=settings.spawner_class != "simple",
             data_dir=settings.state_dir,
+            hooks=spawn_hooks.SpawnHooks(
+                pre_spawn_hook=settings.spawner_pre_spawn_hook, post_stop_hook=settings.spawner_post_stop_hook,
+                auth_state_hook=settings.spawner_auth_state_hook,
+                apply_user_options=settings.spawner_apply_user_options,
+                group_overrides=settings.spawner_group_overrides, options_form=settings.spawner_options_form,
+                options_from_form=settings.spawner_options_from_form),
+            mem_limit=settings.spawner_mem_limit, cpu_limit=settings.spawner_cpu_limit,
+            mem_guarantee=settings.spawner_mem_guarantee, cpu_guarantee=settings.spawner_cpu_guarantee,
         )
-        self.spawner_class = spawner_class_for(settings.spawner_class)
+        self.servers_hub_api_url = servers_hub_api_url(settings, self.hub_api_url)
+        if settings.spawner_class == "plugin":
+            from gateway.spawners.plugin import PluginContext, plugin_spawner_class
+
+            if self._plugin_context is None:
+                self._plugin_context = PluginContext(self.store, self.authenticator)
+            self.spawner_class = plugin_spawner_class(settings.spawner_plugin, settings.plugin_config,
+                                                      self._plugin_context, stop_timeout=settings.plugin_stop_timeout)
+        else:
+            self.spawner_class = spawner_class_for(settings.spawner_class)
+
+    @property
+    def plugin_context(self) -> Any:
+        """Live plugin spawners (batchspawner's port report finds them here); None without plugins."""
+        return self._plugin_context
+
+    def set_authenticator(self, authenticator: Any) -> None:
+        self.authenticator = authenticator
+        if self._plugin_context is not None:
+            self._plugin_context.authenticator = authenticator
 
     # ------------------------------------------------------------ queries
 
@@ -225,7 +258,8 @@ class ServerManager:
         if active and self.active_count() >= active:
             raise Busy("Active user limit exceeded. Try again in a few minutes.", retry_after=random.randint(30, 60))
 
-    def _spec(self, server: Server, secret: str) -> ServerSpec:
+    def _spec(self, server: Server, secret: str, *, route_secret: str = "", user: User | None = None,
+              groups: tuple[str, ...] = ()) -> ServerSpec:
         settings = self.settings
         return ServerSpec(
             user=server.user_name,
@@ -233,9 +267,15 @@ class ServerManager:
             base_url=settings.base_url,
             prefix=user_url(settings.base_url, server.user_name, server.name),
             api_token=secret,
-            hub_api_url=server_view.server_api_url(self.hub_api_url, server.id),  # its own view of the API
+            route_secret=route_secret or secret,
+            hub_api_url=server_view.server_api_url(self.servers_hub_api_url, server.id),  # its own view of the API
+            hub_url_base=settings.hub_prefix,
             admin_access=settings.admin_access,
             user_options=server.user_options,
+            user_id=server.user_id,
+            user_admin=bool(user and user.admin),
+            user_groups=groups,
+            display_name=server.display_name,
             public_url=(settings.public_url.rstrip("/") + user_url(settings.base_url, server.user_name, server.name))
             if settings.public_url else "",
         )
@@ -249,23 +289,52 @@ class ServerManager:
             scopes=server_scopes, server_id=server.id)
         return secret
 
+    async def _new_route_secret(self, server: Server) -> str:
+        """What the proxy presents to a plugin's server: access to that one server, nothing else."""
+        _, secret = await self.store.create_token(
+            "user", server.user_id, note=f"Proxy to {user_url(self.settings.base_url, server.user_name, server.name)}",
+            scopes=[scopes.access_scope(server.user_name, server.name)], server_id=server.id)
+        return secret
+
+    def _make_spawner(self, spec: ServerSpec, state: Mapping[str, Any] | None = None) -> Spawner:
+        spawner = self.spawner_class(self.options, spec, state)
+        spawner.user._store = self.store  # for user.get_auth_state()
+        return spawner
+
+    async def spawner_for_form(self, user: User, server_name: str) -> Spawner:
+        """A spawner that is not started: for its options form and options_from_form."""
+        server = await self.store.get_server(user.id, server_name)
+        groups = tuple((await self.store.groups_of_users([user.id])).get(user.id, []))
+        if server is None:
+            server = Server(id=0, user_id=user.id, user_name=user.name, name=server_name)
+        spec = self._spec(server, "", user=user, groups=groups)
+        return self._make_spawner(spec)
+
+    async def _start_spawner(self, spawner: Spawner) -> str:
+        await spawner.prepare(await spawn_hooks.read_auth_state(self.store, spawner.spec.user))
+        return await spawner.start()
+
     async def _spawn(self, entry: Entry, server: Server) -> None:
         name = describe(entry.user_name, entry.server_name)
         spawner: Spawner | None = None
         try:
             secret = await self._new_secret(server)
-            spawner = self.spawner_class(self.options, self._spec(server, secret))
+            route_secret = await self._new_route_secret(server) if self.spawner_class.separate_route_secret else secret
+            user = await self.store.get_user_by_id(server.user_id)
+            groups = tuple((await self.store.groups_of_users([server.user_id])).get(server.user_id, []))
+            spec = self._spec(server, secret, route_secret=route_secret, user=user, groups=groups)
+            spawner = self._make_spawner(spec)
             entry.spawner = spawner
             forward = asyncio.create_task(self._forward_progress(entry, spawner))
             try:
-                url = await asyncio.wait_for(spawner.start(), self.settings.spawner_start_timeout + 5)
+                url = await asyncio.wait_for(self._start_spawner(spawner), spawner.start_timeout + 5)
             finally:
                 forward.cancel()
-            state = {"spawner": spawner.get_state(), "secret": self.cipher.encrypt(secret)}
+            state = {"spawner": spawner.get_state(), "secret": self.cipher.encrypt(route_secret)}
             now = time.time()
             await self.store.update_server(entry.server_id, url=url, state=state, started=now, last_activity=now)
-            self._route(entry, url, secret)
-            entry.ready, entry.pending, entry.failure = True, None, None
+            self._route(entry, url, route_secret)
+            entry.ready, entry.pending, entry.failure, entry.failure_status = True, None, None, 500
             prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
             entry.emit({"progress": 100, "ready": True, "message": f"Server ready at {prefix}",
                         "html_message": f'Server ready at <a href="{html.escape(prefix)}">{html.escape(prefix)}</a>',
@@ -277,16 +346,21 @@ class ServerManager:
             await self._abandon(entry, spawner, "Spawn cancelled")
             self._observe_spawn("cancelled", entry)
             raise
+        except spawn_hooks.UserOptionsError as e:
+            log.warning("Server %s: user options refused: %s", name, e)
+            entry.failure_status = 400
+            await self._abandon(entry, spawner, f"Spawn failed: {e}")
+            self._observe_spawn("failure", entry)
         except (SpawnError, TimeoutError, OSError, StoreError) as e:
             message = e.message if isinstance(e, SpawnError) else (
-                f"Server did not start within {self.settings.spawner_start_timeout:g} seconds"
+                f"Server did not start within {spawner.start_timeout if spawner else 0:g} seconds"
                 if isinstance(e, TimeoutError) else str(e))
             log.warning("Server %s failed to start: %s", name, message.splitlines()[0] if message else e)
             await self._abandon(entry, spawner, f"Spawn failed: {message}")
             self._observe_spawn("failure", entry)
-        except Exception as e:  # a bug must not leave the entry pending forever
+        except Exception as e:  # a hook's or a bug's error must not leave the entry pending forever
             log.exception("Unexpected error starting %s", name)
-            await self._abandon(entry, spawner, f"Spawn failed: {type(e).__name__}")
+            await self._abandon(entry, spawner, f"Spawn failed: {type(e).__name__}: {e}")
             self._observe_spawn("failure", entry)
 
     def _observe_spawn(self, status: str, entry: Entry) -> None:
@@ -303,6 +377,8 @@ class ServerManager:
         if spawner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(spawner.stop(now=True))
+            with contextlib.suppress(Exception):
+                await asyncio.shield(spawner.after_stop())
         with contextlib.suppress(StoreError):
             await self.store.delete_tokens(server_id=entry.server_id)
             await self.store.update_server(entry.server_id, url="", state={}, started=None)
@@ -375,11 +451,16 @@ class ServerManager:
         if entry.watcher is not None and entry.watcher is not asyncio.current_task():
             entry.watcher.cancel()
         entry.watcher = None
+        spawner = entry.spawner
         with contextlib.suppress(StoreError):
             await self.store.delete_tokens(server_id=entry.server_id)
             await self.store.update_server(entry.server_id, url="", state={}, started=None)
         entry.ready, entry.spawner = False, None
         entry.notify()
+        if spawner is not None and why != "gone":
+            with contextlib.suppress(Exception):
+                await spawner.stop(now=True)  # lets a plugin clear its state (a cancelled job's id)
+            await spawner.after_stop()
 
     async def poll_all(self) -> None:
         """One pass of the poll loop: catch servers whose exit the watchers could not see."""
@@ -441,6 +522,7 @@ class ServerManager:
         try:
             if spawner is not None:
                 await spawner.stop()
+                await spawner.after_stop()
         except Exception:
             log.exception("Error stopping %s", describe(*entry.key))
         finally:
@@ -522,7 +604,7 @@ class ServerManager:
             state = server.state or {}
             secret = self.cipher.decrypt(state.get("secret", "")) or ""
             entry = Entry(server.user_name, server.name, server.id, server.user_id)
-            spawner = self.spawner_class(self.options, self._spec(server, secret), state.get("spawner") or {})
+            spawner = self._make_spawner(self._spec(server, secret), state.get("spawner") or {})
             alive = bool(secret) and await spawner.poll() is None
             self._entries[entry.key] = entry
             if alive:
@@ -571,6 +653,19 @@ class ServerManager:
             if entry.task in tasks and entry.spawner is not None and entry.spawner.pid:
                 log.warning("Start of %s did not end when cancelled: killing it", describe(*entry.key))
                 procs.signal_group(entry.spawner.pid, signal.SIGKILL)
+
+
+def servers_hub_api_url(settings: Settings, hub_api_url: str) -> str:
+    """JUPYTERHUB_API_URL for servers: hub_connect_url / hub_connect_ip when set (servers on other hosts)."""
+    connect = settings.spawner_hub_connect_url or settings.hub_connect_url
+    if connect:
+        parts = urlsplit(connect)
+        return f"{parts.scheme or 'http'}://{parts.netloc}{settings.api_prefix.rstrip('/')}"
+    if settings.hub_connect_ip:
+        parts = urlsplit(hub_api_url)
+        host = f"[{settings.hub_connect_ip}]" if ":" in settings.hub_connect_ip else settings.hub_connect_ip
+        return f"{parts.scheme}://{host}:{parts.port}{parts.path}"
+    return hub_api_url
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:

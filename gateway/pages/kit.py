@@ -119,7 +119,8 @@ def page(*, login: bool = True) -> Callable[[Handler], Handler]:
                 raise ApiError(403, MISSING_CREDENTIALS)
             if login and request.method not in SAFE_METHODS:
                 form = await request.post()
-                presented = form.get("_xsrf") or request.headers.get("X-XSRFToken")
+                # JupyterHub's spawn form carries its token in the action URL (?_xsrf=)
+                presented = form.get("_xsrf") or request.headers.get("X-XSRFToken") or request.query.get("_xsrf")
                 sessions.check_form_xsrf(request, identity, presented if isinstance(presented, str) else None)
             return await handler(request)
 

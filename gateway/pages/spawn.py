@@ -6,7 +6,8 @@ the proxy will forward it, never into a loop between ``/user/<name>/`` and ``/hu
 
 - ``/hub/spawn[/<user>[/<server>]]`` (scope ``servers`` on the target): ready → ``next`` or the
   server; starting → spawn-pending; else start it (``opt-<key>`` query arguments, or a POST form,
-  become ``user_options``) and go to spawn-pending (JupyterHub's SpawnHandler, without options forms).
+  become ``user_options``) and go to spawn-pending. When the spawner has an ``options_form`` (and no
+  ``opt-`` arguments were given) GET shows it; its POST goes through ``options_from_form``.
 - ``/hub/spawn-pending/<user>[/<server>]``: the progress page (a bar fed by the progress event stream
   ``/hub/api/users/<user>/server[s/<server>]/progress``, read with the hub XSRF token as ``?_xsrf=``
   since EventSource cannot send headers), or on to the server when ready, or the not-running page
@@ -28,6 +29,7 @@ from gateway.errors import ApiError, json_response
 from gateway.pages.home import spawn_path
 from gateway.pages.kit import (
     SAFE_METHODS,
+    base_context,
     found,
     login_url,
     may,
@@ -72,9 +74,20 @@ def _with_next(url: str, next_url: str | None) -> str:
     return f"{url}?next={quote(next_url, safe='')}" if next_url else url
 
 
-async def _spawn(request: web.Request, user_options: dict | None) -> web.StreamResponse:
+async def _spawn(request: web.Request, user_options: dict | None, *, form: bool = False) -> web.StreamResponse:
     user, server = await _target(request)
     settings = request.app[keys.SETTINGS]
+    if form and server_status(request.app, user.name, server) is None:
+        spawner = await request.app[keys.SERVERS].spawner_for_form(user, server)
+        options_form = await spawner.get_options_form()
+        if options_form and user_options is None:
+            return _options_page(request, user.name, server, options_form)
+        if options_form and user_options is not None and request.method == "POST":
+            try:
+                user_options = spawner.options_from_form(user_options)
+            except Exception as exc:  # the operator's converter refused the input: show the form again
+                message = str(exc) or type(exc).__name__
+                return _options_page(request, user.name, server, options_form, error=message, status=400)
     next_url = safe_next_url(request.query.get("next"), request)
     pending = spawn_path(settings.hub_prefix, user.name, server, "spawn-pending")
     status = server_status(request.app, user.name, server)
@@ -98,7 +111,19 @@ async def _spawn(request: web.Request, user_options: dict | None) -> web.StreamR
 @page()
 async def spawn(request: web.Request) -> web.StreamResponse:
     options = {k[len("opt-"):]: v for k, v in request.query.items() if k.startswith("opt-")}
-    return await _spawn(request, options or None)
+    return await _spawn(request, options or None, form=not options)
+
+
+def _options_page(request: web.Request, owner: str, server: str, options_form: str, *, error: str = "",
+                  status: int = 200) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    query = {"_xsrf": base_context(request)["xsrf"]}
+    next_url = safe_next_url(request.query.get("next"), request)
+    if next_url:
+        query["next"] = next_url
+    action = spawn_path(settings.hub_prefix, owner, server) + "?" + urlencode(query)
+    return render(request, "spawn.html", status=status, nav="home", owner=owner, server_name=server,
+                  options_form=options_form, action_url=action, error_message=error)
 
 
 @routes.post("/spawn")
@@ -107,6 +132,15 @@ async def spawn(request: web.Request) -> web.StreamResponse:
 @page()
 async def spawn_form(request: web.Request) -> web.StreamResponse:
     form = await request.post()
+    user, server = await _target(request)
+    spawner = await request.app[keys.SERVERS].spawner_for_form(user, server)
+    if await spawner.get_options_form():
+        # JupyterHub hands options_from_form a dict of lists of strings
+        data: dict[str, list[str]] = {}
+        for key, value in form.items():
+            if key != "_xsrf" and isinstance(value, str):
+                data.setdefault(key, []).append(value)
+        return await _spawn(request, data, form=True)
     options = {k: v for k, v in form.items() if k != "_xsrf" and isinstance(v, str)}
     return await _spawn(request, options or None)
 

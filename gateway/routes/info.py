@@ -41,6 +41,15 @@ async def root(request: web.Request) -> web.Response:
     return json_response({"version": JUPYTERHUB_API_VERSION}, headers={"Access-Control-Allow-Origin": "*"})
 
 
+def _spawner_info(settings) -> dict:
+    plugin = settings.spawner_plugin
+    if settings.spawner_class == "plugin" and plugin is not None:
+        module = sys.modules.get(plugin.__module__.split(".")[0])
+        return {"class": f"{plugin.__module__}.{plugin.__qualname__}",
+                "version": getattr(module, "__version__", "unknown")}
+    return {"class": f"gateway.spawner.ProcessSpawner ({settings.spawner_class})", "version": __version__}
+
+
 @routes.get("/info")
 @requires_scope("read:hub")
 async def info(request: web.Request) -> web.Response:
@@ -50,7 +59,7 @@ async def info(request: web.Request) -> web.Response:
         "gateway_version": __version__,
         "python": sys.version,
         "sys_executable": sys.executable,
-        "spawner": {"class": f"gateway.spawner.ProcessSpawner ({settings.spawner_class})", "version": __version__},
+        "spawner": _spawner_info(settings),
         "authenticator": authenticator_info(request.app),
     })
 

@@ -104,7 +104,7 @@ async def start_server(request: web.Request) -> web.Response:
     if entry.ready:
         return empty(201)
     if entry.pending is None and entry.failure:
-        raise ApiError(500, entry.failure)
+        raise ApiError(entry.failure_status, entry.failure)
     return empty(202)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.config import DEFAULT_ENV_KEEP
+from gateway.spawners import hooks as spawn_hooks
+from gateway.spawners.hooks import SpawnHooks
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class SpawnerOptions:
     term_timeout: float = 3.0  # ... after SIGTERM
     kill_timeout: float = 5.0  # ... after SIGKILL
     debug: bool = False
+    hooks: SpawnHooks = field(default_factory=SpawnHooks)
+    mem_limit: int | None = None  # bytes; passed on as MEM_LIMIT (the local spawner enforces none, as JupyterHub's)
+    cpu_limit: float | None = None
+    mem_guarantee: int | None = None
+    cpu_guarantee: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,11 @@ class ServerSpec:
     oauth_client_id: str = ""  # '' derives jupyterhub-user-<name>[-<server>]
     user_options: Mapping[str, Any] | None = None
     env_extra: Mapping[str, str] = field(default_factory=dict)
+    user_id: int = 0
+    user_admin: bool = False
+    user_groups: tuple[str, ...] = ()
+    display_name: str = ""
+    route_secret: str = ""  # what the proxy presents, when not api_token (spawners with separate_route_secret)
 
     @property
     def escaped_user(self) -> str:
@@ -101,11 +113,24 @@ class SpawnError(Exception):
 
 
 @dataclass(frozen=True)
-class _UserView:
-    """What JupyterHub-style ``Spawner.environment`` callables read as ``spawner.user``."""
-
+class _Group:
     name: str
-    escaped_name: str
+
+
+class _UserView:
+    """What JupyterHub-style hooks and ``environment`` callables read as ``spawner.user``."""
+
+    def __init__(self, spec: ServerSpec, store: Any = None):
+        self.name = spec.user
+        self.escaped_name = spec.escaped_user
+        self.id = spec.user_id
+        self.admin = spec.user_admin
+        self.groups = [_Group(g) for g in spec.user_groups]
+        self.url = f"{spec.base_url}user/{spec.escaped_user}/"
+        self._store = store
+
+    async def get_auth_state(self) -> Mapping[str, Any] | None:
+        return await spawn_hooks.read_auth_state(self._store, self.name)
 
 
 class Spawner(ABC):
@@ -115,9 +140,22 @@ class Spawner(ABC):
     and stops that server. progress() yields the events of the current start.
     """
 
+    separate_route_secret = False  # True: the ServerManager mints a second token for the proxy to present
+
     def __init__(self, options: SpawnerOptions, spec: ServerSpec, state: Mapping[str, Any] | None = None):
         self.options = options
         self.spec = spec
+        # JupyterHub's per-spawner attributes, which hooks (pre_spawn_hook, group_overrides,
+        # apply_user_options) may change before start()
+        self.environment: dict[str, Any] = dict(options.environment)
+        self.cmd: list[str] = list(options.cmd)
+        self.args: list[str] = list(options.args)
+        self.notebook_dir = options.notebook_dir
+        self.default_url = options.default_url
+        self.mem_limit, self.cpu_limit = options.mem_limit, options.cpu_limit
+        self.mem_guarantee, self.cpu_guarantee = options.mem_guarantee, options.cpu_guarantee
+        self.user_options: dict[str, Any] = dict(spec.user_options or {})
+        self.user = _UserView(spec)  # the ServerManager hands it the store, for get_auth_state()
         self._events: list[dict[str, Any]] = []
         self._starting = False
         self._began = False
@@ -161,18 +199,33 @@ class Spawner(ABC):
             await asyncio.sleep(1.0)
         return status
 
-    # ---- JupyterHub-compatible names, read by Spawner.environment callables
-    @property
-    def user(self) -> _UserView:
-        return _UserView(self.spec.user, self.spec.escaped_user)
-
+    # ---- JupyterHub-compatible names, read by hooks and Spawner.environment callables
     @property
     def name(self) -> str:
         return self.spec.server_name
 
     @property
-    def user_options(self) -> Mapping[str, Any]:
-        return self.spec.user_options or {}
+    def api_token(self) -> str:
+        return self.spec.api_token
+
+    @property
+    def start_timeout(self) -> float:
+        return self.options.start_timeout
+
+    # ---- hooks and options (JupyterHub 5+/6), from c.Spawner.*
+    async def prepare(self, auth_state: Mapping[str, Any] | None) -> None:
+        """Run the hooks that precede start(); UserOptionsError means the options were refused."""
+        await spawn_hooks.run_before_start(self, self.options.hooks, auth_state, set(self.spec.user_groups),
+                                           self.user_options)
+
+    async def after_stop(self) -> None:
+        await spawn_hooks.run_after_stop(self, self.options.hooks)
+
+    async def get_options_form(self) -> str:
+        return await spawn_hooks.render_options_form(self, self.options.hooks.options_form)
+
+    def options_from_form(self, form_data: Mapping[str, list[str]]) -> dict[str, Any]:
+        return spawn_hooks.run_options_from_form(self, self.options.hooks.options_from_form, form_data)
 
     # ---- progress
     async def progress(self) -> AsyncIterator[dict[str, Any]]:

@@ -161,10 +161,10 @@ class ProcessSpawner(Spawner):
             return Path(self._expand(self.options.home_dir_template)).expanduser().absolute()
         return Path(self.options.data_dir).absolute() / "users" / procs.path_component(self.spec.user)
 
-    def notebook_dir(self, home: Path) -> Path:
-        if not self.options.notebook_dir:
+    def notebook_path(self, home: Path) -> Path:
+        if not self.notebook_dir:
             return home
-        path = self._expand(self.options.notebook_dir)
+        path = self._expand(self.notebook_dir)
         if path == "~" or path.startswith("~/"):
             path = str(home) + path[1:]
         return home / path  # an absolute path replaces home
@@ -176,7 +176,7 @@ class ProcessSpawner(Spawner):
 
     def get_cmd(self, port: int, as_root: bool = False) -> list[str]:
         """The command line: cmd, the flags a server behind our proxy needs, then Spawner.args."""
-        cmd = list(self.options.cmd) or [default_server_command()]
+        cmd = list(self.cmd) or [default_server_command()]
         flags = [
             f"--ServerApp.ip={procs.LOOPBACK}",
             f"--ServerApp.port={port}",
@@ -191,12 +191,12 @@ class ProcessSpawner(Spawner):
             "--ServerApp.tornado_settings=hub_host=",
             f"--ServerApp.tornado_settings=user={self.spec.user}",
         ]
-        default_url = self.options.default_url or (LAB_URL if not self.options.cmd and lab_installed() else "")
+        default_url = self.default_url or (LAB_URL if not self.cmd and lab_installed() else "")
         if default_url:
             flags.append(f"--ServerApp.default_url={default_url}")
         if as_root:
             flags.append("--allow-root")
-        return cmd + flags + list(self.options.args)
+        return cmd + flags + list(self.args)
 
     def get_env(self, port: int, account: pwd.struct_passwd | None = None, home: Path | None = None) -> dict[str, str]:
         """The environment: env_keep, JupyterHub's variables, USER/HOME/SHELL, config, the secret."""
@@ -225,10 +225,14 @@ class ProcessSpawner(Spawner):
         })
         if spec.admin_access:
             env["JUPYTERHUB_ADMIN_ACCESS"] = "1"
-        if options.notebook_dir:
-            env["JUPYTERHUB_ROOT_DIR"] = str(self.notebook_dir(home))
-        if options.default_url:
-            env["JUPYTERHUB_DEFAULT_URL"] = options.default_url
+        if self.notebook_dir:
+            env["JUPYTERHUB_ROOT_DIR"] = str(self.notebook_path(home))
+        if self.default_url:
+            env["JUPYTERHUB_DEFAULT_URL"] = self.default_url
+        for name, value in (("MEM_LIMIT", self.mem_limit), ("MEM_GUARANTEE", self.mem_guarantee),
+                            ("CPU_LIMIT", self.cpu_limit), ("CPU_GUARANTEE", self.cpu_guarantee)):
+            if value:
+                env[name] = str(value)
         if options.debug:
             env["JUPYTERHUB_DEBUG"] = "1"
         env["USER"] = spec.user
@@ -236,7 +240,7 @@ class ProcessSpawner(Spawner):
         shell = account.pw_shell if account else ""
         env["SHELL"] = shell or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
         env.update(spec.env_extra)
-        for key, value in options.environment.items():
+        for key, value in self.environment.items():
             env[key] = str(value(self)) if callable(value) else str(value)
         # last, so no configuration can replace the secret the proxy will present
         env.update(dict.fromkeys(SECRET_VARIABLES, spec.api_token))
@@ -288,7 +292,7 @@ class ProcessSpawner(Spawner):
     def _launch(self, port: int) -> None:
         account = self._account()
         home = self.home_dir(account)
-        cwd = self.notebook_dir(home)
+        cwd = self.notebook_path(home)
         if account is not None and not cwd.is_dir():
             raise SpawnError(f"Folder {cwd} of user {account.pw_name} does not exist.")
         uid = account.pw_uid if account else os.geteuid()

@@ -100,14 +100,14 @@ async def test_token_cli_errors(gateway_process):
 
 def test_unknown_key_warns_and_wrong_type_exits_2(tmp_path):
     config = tmp_path / "jupyterhub_config.py"
-    config.write_text("c = get_config()\nc.JupyterHub.port = 'eighty'\nc.Spawner.cpu_limit = 2\n"
+    config.write_text("c = get_config()\nc.JupyterHub.port = 'eighty'\nc.Spawner.disable_user_config = True\n"
                       "c.JupyterHub.allow_named_servers = 'yes please'\n")
     result = subprocess.run([sys.executable, "-m", "gateway", "-f", str(config)], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert "JupyterHub.port" in result.stderr and "expected an integer" in result.stderr
     assert "JupyterHub.allow_named_servers" in result.stderr
-    assert "Spawner.cpu_limit" in result.stderr  # warned by name
+    assert "Spawner.disable_user_config" in result.stderr  # a key the local spawner cannot honour, by name
     assert not (tmp_path / "gateway.sqlite").exists()  # nothing started
 
 
@@ -122,7 +122,7 @@ def test_settings_warnings_and_aliases(tmp_path):
     assert settings.spawner_cmd == ("jupyterhub-singleuser",)
     assert any("Foo.bar" in w for w in warnings)
     assert any("ConfigurableHTTPProxy" in w for w in warnings)
-    config.write_text("c = get_config()\nc.JupyterHub.spawner_class = 'kubespawner.KubeSpawner'\n")
+    config.write_text("c = get_config()\nc.JupyterHub.spawner_class = 'nosuchpackage.NoSpawner'\n")
     with pytest.raises(ConfigError) as e:
         load_settings(str(config))
     assert "spawner_class" in str(e.value)
