@@ -1,0 +1,67 @@
+"""Fixtures for spawner tests that need real engines.
+
+- ``slurm_cluster``: a single-node Slurm cluster (munged, slurmctld, slurmd) for the whole session, see
+  tests/spawn/slurm_cluster.py. Under CI=true a cluster that cannot start fails the test with the daemons'
+  logs; elsewhere a machine without the Debian packages (or not root) skips.
+- ``slurm_user``: a Unix account for jobs (batchspawner looks users up with pwd.getpwnam and submits with
+  ``sudo -E -u {username}``), created for the session and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from tests.spawn.slurm_cluster import ClusterError, SlurmCluster, missing_binaries
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def cannot_run(reason: str) -> None:
+    if in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        cannot_run("the Slurm fixture runs slurmd as root (jobs run as other users)")
+    missing = missing_binaries()
+    if missing:
+        cannot_run(f"the Slurm fixture needs {', '.join(missing)} (apt-get install -y slurm-wlm munge)")
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        cluster.remove()
+        pytest.fail(str(exc), pytrace=False)  # a cluster that should start and does not is a failure anywhere
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def slurm_user():
+    """The name of a fresh Unix account with a home directory (jobs write their logs there)."""
+    if os.geteuid() != 0:
+        cannot_run("creating a Unix account for Slurm jobs needs root")
+    for tool in ("useradd", "userdel", "sudo"):
+        if shutil.which(tool) is None:
+            cannot_run(f"the Slurm spawner tests need {tool} (apt-get install -y sudo passwd)")
+    name = "gwslurm" + secrets.token_hex(3)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+    try:
+        pwd.getpwnam(name)
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
