@@ -3,8 +3,8 @@
 - ``slurm_cluster``: a single-node Slurm cluster (munged, slurmctld, slurmd) for the whole session, see
   tests/spawn/slurm_cluster.py. Under CI=true a cluster that cannot start fails the test with the daemons'
   logs; elsewhere a machine without the Debian packages (or not root) skips.
-- ``slurm_user``: a Unix account for jobs (batchspawner looks users up with pwd.getpwnam and submits with
-  ``sudo -E -u {username}``), created for the session and deleted afterwards.
+- ``slurm_user``: (name, password) of a Unix account with a home and a password (SlurmSpawner looks users up
+  with pwd.getpwnam; the PAM login uses the password), created for the session and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -52,16 +52,18 @@ def slurm_cluster():
 
 @pytest.fixture(scope="session")
 def slurm_user():
-    """The name of a fresh Unix account with a home directory (jobs write their logs there)."""
+    """A fresh Unix account with a home directory (jobs run and log there) and a password."""
     if os.geteuid() != 0:
         cannot_run("creating a Unix account for Slurm jobs needs root")
-    for tool in ("useradd", "userdel", "sudo"):
+    for tool in ("useradd", "userdel", "chpasswd"):
         if shutil.which(tool) is None:
-            cannot_run(f"the Slurm spawner tests need {tool} (apt-get install -y sudo passwd)")
+            cannot_run(f"the Slurm spawner tests need {tool} (apt-get install -y passwd)")
     name = "gwslurm" + secrets.token_hex(3)
+    password = "Slurm-" + secrets.token_hex(8)
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
     try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
         pwd.getpwnam(name)
-        yield name
+        yield name, password
     finally:
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
