@@ -218,6 +218,7 @@ async def main() -> None:
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True)
     home = pwd.getpwnam(user).pw_dir
     os.environ["SLURM_CONF"] = str(cluster.conf_path)
+    os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ["PATH"]])  # the jobs' batchspawner-singleuser
     reports = PortReports()
     gw = None
     try:

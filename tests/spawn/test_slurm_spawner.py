@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -94,6 +96,8 @@ class SlurmHub:
 @pytest.fixture
 async def slurm_hub(slurm_cluster, slurm_user, gateway_process, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf_path))  # the gateway's sbatch/squeue/scancel
+    # the job finds batchspawner-singleuser and jupyterhub-singleuser on the PATH it keeps (env_keep)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     user, password = slurm_user
     from tests.conftest import free_port
 
