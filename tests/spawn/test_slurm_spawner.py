@@ -135,6 +135,10 @@ async def test_rest_start_runs_a_slurm_job_reached_through_the_proxy_and_stop_ca
         async with s.get(hub.server_url + "lab/api/settings/") as r:  # JupyterLab's own API
             assert r.status == 200, await r.text()
             assert any(entry["id"].startswith("@jupyterlab/") for entry in (await r.json())["settings"])
+    # the port report belongs to the job: the user's own token (not the server's) may not move it
+    async with aiohttp.ClientSession() as s:
+        status, body = await api(s, "POST", f"{hub.url}/hub/api/batchspawner", hub.token, json={"port": 1})
+    assert status == 403, body
     # a kernel over the proxied websocket, running inside the Slurm job
     assert await run_in_kernel(hub.server_url, hub.token, "1+1") == "2"
     assert await run_in_kernel(hub.server_url, hub.token, "__import__('os').environ['SLURM_JOB_ID']") \
