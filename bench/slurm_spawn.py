@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import pwd
+import re
 import secrets
 import statistics
 import subprocess
@@ -170,6 +172,22 @@ async def answers(port: int, path: str, limit: float = 180.0) -> None:
     raise TimeoutError("bare server never answered")
 
 
+RUNNING_LINE = re.compile(r"^\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ServerApp\] Jupyter Server \S+ is running at")
+
+
+def running_since(log: Path, limit: float = 30) -> float:
+    """Wall-clock time at which the job's jupyter-server logged "is running at" (it listens by then)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if log.exists():
+            for line in log.read_text(errors="replace").splitlines():
+                match = RUNNING_LINE.match(line)
+                if match:
+                    return datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        time.sleep(0.05)
+    raise TimeoutError(f"no 'is running at' line in {log}")
+
+
 async def wait_no_jobs(cluster: SlurmCluster, limit: float = 60) -> float:
     t0 = time.perf_counter()
     while cluster.jobs():
@@ -179,21 +197,25 @@ async def wait_no_jobs(cluster: SlurmCluster, limit: float = 60) -> float:
     return time.perf_counter() - t0
 
 
-async def gateway_round(gw: Gateway, user: str, token: str, cluster: SlurmCluster) -> tuple[float, float]:
+async def gateway_round(gw: Gateway, user: str, home: str, token: str,
+                        cluster: SlurmCluster) -> tuple[float, float, float]:
     async with aiohttp.ClientSession() as s:
         t0 = time.perf_counter()
         status, body = await api(s, "POST", f"{gw.url}/hub/api/users/{user}/server", token)
         assert status in (201, 202), body
         await wait_ready(gw.url, user, token, timeout=180)
         spawn_s = time.perf_counter() - t0
+        ready_at = time.time()
+        [job] = cluster.jobs()
+        notice_s = ready_at - running_since(Path(home) / f"jupyterhub_slurmspawner_{job['id']}.log")
         t0 = time.perf_counter()
         status, body = await api(s, "DELETE", f"{gw.url}/hub/api/users/{user}/server", token)
         assert status in (202, 204), body
         await wait_no_jobs(cluster)
-        return spawn_s, time.perf_counter() - t0
+        return spawn_s, time.perf_counter() - t0, notice_s
 
 
-async def bare_round(user: str, home: str, reports: PortReports, cluster: SlurmCluster) -> float:
+async def bare_round(user: str, home: str, reports: PortReports, cluster: SlurmCluster) -> tuple[float, float]:
     env = bare_env(user, home, reports.port)
     t0 = time.perf_counter()
     out = await asyncio.to_thread(subprocess.run, ["sbatch", "--parsable"], input=bare_script(user, home),
@@ -202,7 +224,8 @@ async def bare_round(user: str, home: str, reports: PortReports, cluster: SlurmC
     try:
         port = await asyncio.wait_for(reports.ports.get(), 180)
         await answers(port, f"/user/{user}/api/status")
-        return time.perf_counter() - t0
+        bare_s, answered_at = time.perf_counter() - t0, time.time()
+        return bare_s, answered_at - running_since(Path(home) / f"bare_slurm_{job_id}.log")
     finally:
         cluster.client("scancel", job_id, check=False)
         await wait_no_jobs(cluster)
@@ -229,14 +252,17 @@ async def main() -> None:
                          dict(os.environ))
             await gw.wait_health()
             token = gw.token(user)
-            await gateway_round(gw, user, token, cluster)  # warm-up: page cache, .pyc files
+            await gateway_round(gw, user, home, token, cluster)  # warm-up: page cache, .pyc files
             await bare_round(user, home, reports, cluster)
-            spawns, stops, bares = [], [], []
+            spawns, stops, bares, gw_notices, bare_notices = [], [], [], [], []
             for _ in range(args.rounds):
-                spawn_s, stop_s = await gateway_round(gw, user, token, cluster)
+                spawn_s, stop_s, notice_s = await gateway_round(gw, user, home, token, cluster)
                 spawns.append(spawn_s)
                 stops.append(stop_s)
-                bares.append(await bare_round(user, home, reports, cluster))
+                gw_notices.append(notice_s)
+                bare_s, notice_s = await bare_round(user, home, reports, cluster)
+                bares.append(bare_s)
+                bare_notices.append(notice_s)
             gw.stop()
     finally:
         if gw is not None and gw.proc.poll() is None:
@@ -246,13 +272,16 @@ async def main() -> None:
         cluster.remove()
         subprocess.run(["userdel", "--remove", user], check=False, capture_output=True)
     sp, ba, st = statistics.median(spawns), statistics.median(bares), statistics.median(stops)
-    print(f"{'job':<26}{'rounds':>7}{'gateway s':>11}{'bare s':>9}{'ratio':>7}{'extra ms':>10}{'stop s':>8}")
-    print(f"{'SlurmSpawner (sbatch)':<26}{args.rounds:>7}{sp:>11.3f}{ba:>9.3f}{sp / ba:>7.2f}{(sp - ba) * 1000:>10.0f}"
-          f"{st:>8.3f}")
+    gn, bn = statistics.median(gw_notices) * 1000, statistics.median(bare_notices) * 1000
+    print(f"{'job':<24}{'rounds':>7}{'gateway s':>11}{'bare s':>9}{'ratio':>7}{'extra ms':>10}{'stop s':>8}"
+          f"{'gw notice ms':>14}{'bare notice ms':>16}")
+    print(f"{'SlurmSpawner (sbatch)':<24}{args.rounds:>7}{sp:>11.3f}{ba:>9.3f}{sp / ba:>7.2f}{(sp - ba) * 1000:>10.0f}"
+          f"{st:>8.3f}{gn:>14.0f}{bn:>16.0f}")
     print(f"all gateway s: {' '.join(f'{x:.2f}' for x in spawns)}")
     print(f"all bare s:    {' '.join(f'{x:.2f}' for x in bares)}")
     print("medians. gateway: POST to ready; bare: sbatch of the same job to its server answering;")
-    print("stop: DELETE to the job gone from squeue")
+    print("stop: DELETE to the job gone from squeue; notice: from the job's server logging 'is running at'")
+    print("to gateway calling it ready (gw) or to the bare poll's first HTTP answer (bare)")
 
 
 if __name__ == "__main__":
