@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from tests.spawn.slurm_cluster import SlurmCluster  # noqa: E402
-from tests.spawn.slurm_gateway import api, slurm_config, wait_ready  # noqa: E402
+from tests.helpers.spawn import api  # noqa: E402
+from tests.spawn.slurm_gateway import slurm_config, wait_ready  # noqa: E402
 
 BIN = Path(sys.executable).parent
 JOB_NAME = "spawner-jupyterhub"
@@ -201,7 +202,7 @@ async def gateway_round(gw: Gateway, user: str, home: str, token: str,
                         cluster: SlurmCluster) -> tuple[float, float, float]:
     async with aiohttp.ClientSession() as s:
         t0 = time.perf_counter()
-        status, body = await api(s, "POST", f"{gw.url}/hub/api/users/{user}/server", token)
+        status, body = await api(s, gw.url, "POST", f"/users/{user}/server", token)
         assert status in (201, 202), body
         await wait_ready(gw.url, user, token, timeout=180)
         spawn_s = time.perf_counter() - t0
@@ -209,7 +210,7 @@ async def gateway_round(gw: Gateway, user: str, home: str, token: str,
         [job] = cluster.jobs()
         notice_s = ready_at - running_since(Path(home) / f"jupyterhub_slurmspawner_{job['id']}.log")
         t0 = time.perf_counter()
-        status, body = await api(s, "DELETE", f"{gw.url}/hub/api/users/{user}/server", token)
+        status, body = await api(s, gw.url, "DELETE", f"/users/{user}/server", token)
         assert status in (202, 204), body
         await wait_no_jobs(cluster)
         return spawn_s, time.perf_counter() - t0, notice_s

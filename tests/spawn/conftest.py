@@ -1,8 +1,8 @@
 """Fixtures for spawner tests that need real engines.
 
 - ``slurm_cluster``: a single-node Slurm cluster (munged, slurmctld, slurmd) for the whole session, see
-  tests/spawn/slurm_cluster.py. Under CI=true a cluster that cannot start fails the test with the daemons'
-  logs; elsewhere a machine without the Debian packages (or not root) skips.
+  tests/spawn/slurm_cluster.py. A cluster that cannot start fails the test with the daemons' logs; a machine
+  without the Debian packages (or not root) fails under CI=true and skips elsewhere.
 - ``slurm_user``: (name, password) of a Unix account with a home and a password (SlurmSpawner looks users up
   with pwd.getpwnam; the PAM login uses the password), created for the session and deleted afterwards.
 """
@@ -17,26 +17,17 @@ import subprocess
 
 import pytest
 
+from tests.helpers.spawn import missing
 from tests.spawn.slurm_cluster import ClusterError, SlurmCluster, missing_binaries
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def cannot_run(reason: str) -> None:
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
     if os.geteuid() != 0:
-        cannot_run("the Slurm fixture runs slurmd as root (jobs run as other users)")
-    missing = missing_binaries()
-    if missing:
-        cannot_run(f"the Slurm fixture needs {', '.join(missing)} (apt-get install -y slurm-wlm munge)")
+        missing("the Slurm fixture runs slurmd as root (jobs run as other users)")
+    absent = missing_binaries()
+    if absent:
+        missing(f"the Slurm fixture needs {', '.join(absent)} (apt-get install -y slurm-wlm munge)")
     cluster = SlurmCluster()
     try:
         cluster.start()
@@ -54,10 +45,10 @@ def slurm_cluster():
 def slurm_user():
     """A fresh Unix account with a home directory (jobs run and log there) and a password."""
     if os.geteuid() != 0:
-        cannot_run("creating a Unix account for Slurm jobs needs root")
+        missing("creating a Unix account for Slurm jobs needs root")
     for tool in ("useradd", "userdel", "chpasswd"):
         if shutil.which(tool) is None:
-            cannot_run(f"the Slurm spawner tests need {tool} (apt-get install -y passwd)")
+            missing(f"the Slurm spawner tests need {tool} (apt-get install -y passwd)")
     name = "gwslurm" + secrets.token_hex(3)
     password = "Slurm-" + secrets.token_hex(8)
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)

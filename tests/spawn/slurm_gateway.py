@@ -16,14 +16,13 @@ Choices (the operator's, written in the config below):
 from __future__ import annotations
 
 import asyncio
-import datetime
-import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.helpers.spawn import api
 
 ADMIN = "ops"  # an admin without a Unix account: holds admin:server_state for the state checks
 
@@ -47,27 +46,17 @@ c.Spawner.poll_interval = {poll_interval}
 """
 
 
-async def api(session: aiohttp.ClientSession, method: str, url: str, token: str, **kwargs: Any) -> tuple[int, Any]:
-    async with session.request(method, url, headers={"Authorization": f"token {token}"},
-                               allow_redirects=False, **kwargs) as r:
-        text = await r.text()
-        try:
-            return r.status, json.loads(text) if text else None
-        except ValueError:
-            return r.status, text
-
-
 async def wait_ready(base: str, user: str, token: str, timeout: float = 240) -> dict:
     """Poll the server model until ready; returns it. Raises with the model on failure or after ``timeout``."""
     deadline = time.monotonic() + timeout
     model: Any = None
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
-            status, model = await api(s, "GET", f"{base}/hub/api/users/{user}/server", token)
+            status, model = await api(s, base, "GET", f"/users/{user}/server", token)
             if status == 200 and model.get("ready"):
                 return model
             if status == 404:  # not (or no longer) recorded: the start failed
-                _, user_model = await api(s, "GET", f"{base}/hub/api/users/{user}", token)
+                _, user_model = await api(s, base, "GET", f"/users/{user}", token)
                 if not (user_model or {}).get("pending") and not (user_model or {}).get("servers"):
                     raise AssertionError(f"the server of {user} is gone while starting: {user_model}")
             await asyncio.sleep(0.05)
@@ -78,7 +67,7 @@ async def wait_stopped(base: str, user: str, token: str, timeout: float = 120) -
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
-            status, model = await api(s, "GET", f"{base}/hub/api/users/{user}", token)
+            status, model = await api(s, base, "GET", f"/users/{user}", token)
             if status == 200 and not model.get("servers") and not model.get("pending"):
                 return
             await asyncio.sleep(0.1)
@@ -92,42 +81,3 @@ def job_logs(home: str) -> str:
         parts.append(f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
     return "\n".join(parts)
 
-
-def execute_request(code: str, session: str) -> dict:
-    return {
-        "header": {"msg_id": uuid.uuid4().hex, "username": "slurm-test", "session": session,
-                   "msg_type": "execute_request", "version": "5.3",
-                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat()},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }
-
-
-async def run_in_kernel(server_url: str, token: str, code: str) -> str:
-    """Start a kernel on the server at ``server_url`` (e.g. http://gw/user/kim/), run ``code`` over the kernel
-    websocket, return the text/plain result; the kernel is deleted afterwards."""
-    auth = {"Authorization": f"token {token}"}
-    async with aiohttp.ClientSession() as s:
-        async with s.post(server_url + "api/kernels", json={"name": "python3"}, headers=auth) as r:
-            assert r.status == 201, await r.text()
-            kernel = (await r.json())["id"]
-        try:
-            session = uuid.uuid4().hex
-            async with s.ws_connect(f"{server_url}api/kernels/{kernel}/channels?session_id={session}",
-                                    headers=auth) as ws:
-                request = execute_request(code, session)
-                await ws.send_str(json.dumps(request))
-                for _ in range(500):  # bounded: start-up chatter and status messages, then the result
-                    msg = await ws.receive(timeout=120)
-                    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-                    data = json.loads(msg.data)
-                    if data.get("parent_header", {}).get("msg_id") != request["header"]["msg_id"]:
-                        continue
-                    assert data["msg_type"] != "error", data["content"]
-                    if data["msg_type"] == "execute_result":
-                        return data["content"]["data"]["text/plain"]
-                raise AssertionError("no execute_result from the kernel")
-        finally:
-            async with s.delete(f"{server_url}api/kernels/{kernel}", headers=auth) as r:
-                assert r.status == 204, await r.text()

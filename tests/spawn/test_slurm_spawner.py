@@ -18,20 +18,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.spawn.conftest import cannot_run
-from tests.spawn.slurm_gateway import (
-    ADMIN,
-    api,
-    job_logs,
-    run_in_kernel,
-    slurm_config,
-    wait_ready,
-    wait_stopped,
-)
+from tests.helpers.hub import free_port
+from tests.helpers.spawn import api, chromium_page, run_in_kernel
+from tests.spawn.slurm_gateway import ADMIN, job_logs, slurm_config, wait_ready, wait_stopped
 
 JOB_NAME = "spawner-jupyterhub"  # batchspawner's --job-name
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LAB_TIMEOUT_MS = 180_000
 
 
@@ -72,7 +63,7 @@ class SlurmHub:
 
     async def start_server(self) -> dict:
         async with aiohttp.ClientSession() as s:
-            status, body = await api(s, "POST", f"{self.url}/hub/api/users/{self.user}/server", self.token)
+            status, body = await api(s, self.url, "POST", f"/users/{self.user}/server", self.token)
         assert status in (201, 202), (status, body, self.diagnostics())
         try:
             return await wait_ready(self.url, self.user, self.token)
@@ -82,7 +73,7 @@ class SlurmHub:
     async def state(self) -> dict:
         """The server's spawner state as an admin (admin:server_state) sees it in the user model."""
         async with aiohttp.ClientSession() as s:
-            status, model = await api(s, "GET", f"{self.url}/hub/api/users/{self.user}", self.admin_token)
+            status, model = await api(s, self.url, "GET", f"/users/{self.user}", self.admin_token)
         assert status == 200, model
         return model["servers"][""]["state"]
 
@@ -99,8 +90,6 @@ async def slurm_hub(slurm_cluster, slurm_user, gateway_process, monkeypatch):
     # the job finds batchspawner-singleuser and jupyterhub-singleuser on the PATH it keeps (env_keep)
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     user, password = slurm_user
-    from tests.conftest import free_port
-
     port = free_port()
     gw = gateway_process(slurm_config(user=user, hub_port=port), port=port)
     hub = SlurmHub(gw, slurm_cluster, user, password)
@@ -110,7 +99,7 @@ async def slurm_hub(slurm_cluster, slurm_user, gateway_process, monkeypatch):
     finally:
         if gw.proc is not None and gw.proc.poll() is None:
             async with aiohttp.ClientSession() as s:
-                await api(s, "DELETE", f"{hub.url}/hub/api/users/{user}/server", hub.token)
+                await api(s, hub.url, "DELETE", f"/users/{user}/server", hub.token)
         slurm_cluster.cancel_all_jobs()  # whatever a failed test left running
 
 
@@ -137,15 +126,15 @@ async def test_rest_start_runs_a_slurm_job_reached_through_the_proxy_and_stop_ca
             assert any(entry["id"].startswith("@jupyterlab/") for entry in (await r.json())["settings"])
     # the port report belongs to the job: the user's own token (not the server's) may not move it
     async with aiohttp.ClientSession() as s:
-        status, body = await api(s, "POST", f"{hub.url}/hub/api/batchspawner", hub.token, json={"port": 1})
+        status, body = await api(s, hub.url, "POST", "/batchspawner", hub.token, {"port": 1})
     assert status == 403, body
     # a kernel over the proxied websocket, running inside the Slurm job
-    assert await run_in_kernel(hub.server_url, hub.token, "1+1") == "2"
-    assert await run_in_kernel(hub.server_url, hub.token, "__import__('os').environ['SLURM_JOB_ID']") \
+    assert await run_in_kernel(hub.url, hub.user, hub.token, "1+1") == "2"
+    assert await run_in_kernel(hub.url, hub.user, hub.token, "__import__('os').environ['SLURM_JOB_ID']") \
         == repr(job["id"])
     # stop: the job is cancelled
     async with aiohttp.ClientSession() as s:
-        status, body = await api(s, "DELETE", f"{hub.url}/hub/api/users/{hub.user}/server", hub.token)
+        status, body = await api(s, hub.url, "DELETE", f"/users/{hub.user}/server", hub.token)
     assert status in (202, 204), body
     await wait_stopped(hub.url, hub.user, hub.token)
     await hub.wait_job_gone(job["id"])
@@ -179,38 +168,27 @@ async def test_a_gateway_restart_finds_the_running_job_again_and_proxies_to_it(s
     async with aiohttp.ClientSession(headers={"Authorization": f"token {hub.token}"}) as s:
         async with s.get(hub.server_url + "api/status") as r:
             assert r.status == 200, await r.text()
-    assert await run_in_kernel(hub.server_url, hub.token, "1+1") == "2"
+    assert await run_in_kernel(hub.url, hub.user, hub.token, "1+1") == "2"
     assert the_job(hub)["id"] == job["id"]  # the same job all along, never resubmitted
     async with aiohttp.ClientSession() as s:
-        status, body = await api(s, "DELETE", f"{hub.url}/hub/api/users/{hub.user}/server", hub.token)
+        status, body = await api(s, hub.url, "DELETE", f"/users/{hub.user}/server", hub.token)
     assert status in (202, 204), body
     await hub.wait_job_gone(job["id"])
 
 
 async def test_spawn_page_in_chromium_starts_a_slurm_job_and_opens_jupyterlab(slurm_hub):
-    if not os.path.exists(CHROMIUM):
-        cannot_run(f"browser tests need Debian's chromium at {CHROMIUM}")
-    from playwright.async_api import async_playwright
-
     hub = slurm_hub
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context()
-            context.set_default_timeout(30_000)
-            page = await context.new_page()
-            await page.goto(hub.url + "/hub/login?next=%2Fhub%2Fspawn")
-            await page.get_by_label("Username").fill(hub.user)
-            await page.get_by_label("Password").fill(hub.password)
-            await page.get_by_role("button", name="Log in").click()
-            await page.wait_for_url(f"{hub.url}/user/{hub.user}/lab**", timeout=LAB_TIMEOUT_MS)
-            await page.locator(".jp-LauncherCard").first.wait_for(timeout=LAB_TIMEOUT_MS)
-            job = the_job(hub)
-            assert job["state"] == "RUNNING"
-            assert (await hub.state())["job_id"] == job["id"]
-        finally:
-            await browser.close()
+    async with chromium_page() as page:
+        await page.goto(hub.url + "/hub/login?next=%2Fhub%2Fspawn")
+        await page.get_by_label("Username").fill(hub.user)
+        await page.get_by_label("Password").fill(hub.password)  # PAM: the Unix account's password
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(f"{hub.url}/user/{hub.user}/lab**", timeout=LAB_TIMEOUT_MS)
+        await page.locator(".jp-LauncherCard").first.wait_for(timeout=LAB_TIMEOUT_MS)
+        job = the_job(hub)
+        assert job["state"] == "RUNNING"
+        assert (await hub.state())["job_id"] == job["id"]
     async with aiohttp.ClientSession() as s:
-        status, body = await api(s, "DELETE", f"{hub.url}/hub/api/users/{hub.user}/server", hub.token)
+        status, body = await api(s, hub.url, "DELETE", f"/users/{hub.user}/server", hub.token)
     assert status in (202, 204), body
     await hub.wait_job_gone(job["id"])
