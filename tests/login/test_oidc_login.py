@@ -311,6 +311,33 @@ async def test_a_replayed_state_is_refused(deployment, chromium):
     await context.close()
 
 
+async def test_bad_callbacks_are_clear_400s_without_a_session(deployment):
+    _, hub, _ = deployment
+    cases = ["", "?state=abc", "?code=abc", "?code=abc&state=abc", "?error=access_denied&state=abc",
+             "?code=%00%ff&state=" + "A" * 5000]
+    async with aiohttp.ClientSession() as s:
+        for query in cases:
+            async with s.get(hub.url + "/hub/oauth_callback" + query, allow_redirects=False) as r:
+                body = await r.text()
+                assert r.status == 400, (query, r.status, body[:300])
+                assert "Traceback" not in body
+                assert SESSION_COOKIE not in r.cookies
+
+
+async def test_cancelling_at_the_provider_is_a_clear_400(deployment, chromium):
+    idp, hub, _ = deployment
+    context, page = await new_page(chromium)
+    await page.goto(hub.url + "/hub/oauth_login")
+    await page.wait_for_url(idp.issuer + "/interaction/**")
+    async with page.expect_response(lambda r: "/hub/oauth_callback" in r.url) as callback:
+        await page.get_by_role("link", name="Cancel").click()
+    response = await callback.value
+    assert response.status == 400
+    assert "cancelled" in await page.content()
+    assert await session_cookie(context) is None
+    await context.close()
+
+
 async def test_auth_state_holds_the_providers_token_for_admins_only(deployment, chromium):
     idp, hub, _ = deployment
     context, page = await new_page(chromium)
