@@ -210,6 +210,34 @@ def as_dict_list(value: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(dict(v) for v in value)
 
 
+@dataclass(frozen=True)
+class PluginRef:
+    """authenticator_class naming a JupyterHub Authenticator plugin: an entry-point name
+    (group ``jupyterhub.authenticators``), a dotted import path, or a class object."""
+
+    spec: Any
+
+
+def _builtin_authenticator(value: Any) -> str | None:
+    if isinstance(value, type):
+        dotted = f"{value.__module__}.{value.__qualname__}"
+        return AUTHENTICATOR_ALIASES.get(dotted) if dotted.startswith("jupyterhub.") else None
+    return AUTHENTICATOR_ALIASES.get(str(value))
+
+
+def as_authenticator_class(value: Any) -> str | PluginRef:
+    """A built-in kind ('password', 'pam', ...), or a PluginRef that ``authenticators.plugin`` loads at start."""
+    builtin = _builtin_authenticator(value)
+    if builtin is not None:
+        return builtin
+    if isinstance(value, type):
+        return PluginRef(value)
+    value = as_str(value).strip()
+    if not value or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_]\w*)*", value):
+        raise ValueError(f"expected a built-in name, an entry-point name or a dotted class path, got {value!r}")
+    return PluginRef(value)
+
+
 def as_alias(aliases: Mapping[str, str], what: str) -> Callable[[Any], str]:
     def coerce(value: Any) -> str:
         if isinstance(value, type):
@@ -383,7 +411,7 @@ KEYS: tuple[Key, ...] = (
     K("JupyterHub", "extra_user_scopes", "extra_user_scopes", (), as_str_tuple,
       "Scopes added to the default 'user' role."),
     K("JupyterHub", "authenticator_class", "authenticator_class", "password",
-      as_alias(AUTHENTICATOR_ALIASES, "authenticator_class"),
+      as_authenticator_class,
       "password (built in), pam, dummy or shared-password."),
     K("JupyterHub", "spawner_class", "spawner_class", "localprocess", as_alias(SPAWNER_ALIASES, "spawner_class"),
       "localprocess (runs as the system user when root) or simple."),
@@ -506,7 +534,9 @@ class Settings:
     load_groups: Mapping[str, Any] = field(default_factory=dict)
     custom_scopes: Mapping[str, Any] = field(default_factory=dict)
     extra_user_scopes: tuple[str, ...] = ()
-    authenticator_class: str = "password"
+    authenticator_class: str = "password"  # a built-in kind, or "plugin" (see authenticator_plugin)
+    authenticator_plugin: Any = None  # PluginRef.spec when authenticator_class is "plugin"
+    plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # every section, for traitlets
     spawner_class: str = "localprocess"
     api_page_default_limit: int = 50
     api_page_max_limit: int = 200
@@ -646,11 +676,14 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
     problems: list[str] = []
     warnings: list[str] = []
     known_sections = {s for group in SECTION_GROUPS.values() for s in group}
+    # With a plugin authenticator, other sections and Authenticator keys are the plugin's (read by
+    # traitlets when it is built); authenticators.plugin warns about the ones no class reads.
+    plugin = _names_plugin(raw)
     for section, entries in raw.items():
         if section in IRRELEVANT_SECTIONS:
             warnings.append(f"Ignoring {section}.* ({IRRELEVANT_SECTIONS[section]})")
             continue
-        if section not in known_sections:
+        if section not in known_sections and not plugin:
             for name in entries:
                 warnings.append(f"Unsupported config key {section}.{name} is ignored")
     for group, sections in SECTION_GROUPS.items():
@@ -661,6 +694,8 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                 if key is None:
                     if f"{group}.{name}" in IRRELEVANT_KEYS:
                         warnings.append(f"Ignoring {dotted} ({IRRELEVANT_KEYS[f'{group}.{name}']})")
+                    elif plugin and group == "Authenticator":
+                        pass  # the plugin's
                     else:
                         warnings.append(f"Unsupported config key {dotted} is ignored")
                     continue
@@ -668,7 +703,20 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                     values[key.attr] = key.coerce(value)
                 except ValueError as e:
                     problems.append(f"{dotted}: {e}")
+    ref = values.get("authenticator_class")
+    if isinstance(ref, PluginRef):
+        values["authenticator_class"] = "plugin"
+        values["authenticator_plugin"] = ref.spec
+        values["plugin_config"] = {section: dict(entries) for section, entries in raw.items()}
     return values, problems, warnings
+
+
+def _names_plugin(raw: Mapping[str, Mapping[str, Any]]) -> bool:
+    value = raw.get("JupyterHub", {}).get("authenticator_class")
+    try:
+        return value is not None and isinstance(as_authenticator_class(value), PluginRef)
+    except ValueError:
+        return False
 
 
 def _check_consistency(settings: Settings) -> list[str]:

@@ -34,7 +34,7 @@ from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError
 from gateway.store import Conflict, Store
 from gateway.vocab import passwords
-from gateway.vocab.models import User
+from gateway.vocab.models import Identity, User
 from gateway.vocab.names import normalize_username, validate_username
 from gateway.vocab.security import constant_time_equals
 
@@ -54,6 +54,7 @@ class Authenticator:
 
     kind = ""
     manages_passwords = False  # True: passwords are set through gateway (admin page, CLI)
+    crypt = None  # auth_state encryption: only plugin authenticators keep auth_state (authenticators.plugin)
 
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
@@ -119,6 +120,16 @@ class Authenticator:
     def is_admin(self, name: str) -> bool | None:
         """True for configured admins; None leaves the stored flag as it is."""
         return True if name in self.admin_users else None
+
+    # Renewal of a login (JupyterHub's refresh_user): built-in logins never go stale; plugins override.
+    def refresh_due(self, user_name: str) -> bool:
+        return False
+
+    async def refresh_page_user(self, request: web.Request, user: User) -> User | None:
+        return user
+
+    async def refresh_before_spawn(self, request: web.Request, identity: Identity, user: User) -> bool:
+        return True
 
     # ---------------------------------------------------------- the login flow
 
@@ -277,7 +288,12 @@ async def end_blocked_sessions(store: Store, blocked: frozenset[str]) -> None:
 
 async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
     settings, store = app[keys.SETTINGS], app[keys.STORE]
-    authenticator = make_authenticator(settings, store)
+    if settings.authenticator_class == "plugin":
+        from gateway.authenticators.plugin import start_plugin  # imports jupyterhub: only when configured
+
+        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET])
+    else:
+        authenticator = make_authenticator(settings, store)
     authenticator.warn_about_config()
     if authenticator.manages_passwords and settings.create_first_admin:
         await ensure_first_admin(store, settings)

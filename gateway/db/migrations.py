@@ -166,4 +166,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX share_codes_server ON share_codes(server_id)
         """,
     ),
+    (
+        "0006_auth_state",
+        # JupyterHub's column: the authenticator's auth_state, Fernet-encrypted JSON (authenticators.auth_state)
+        "ALTER TABLE users ADD COLUMN encrypted_auth_state BLOB",
+    ),
 )

@@ -142,6 +142,19 @@ class PeopleStore:
     async def count_users_with_password(self) -> int:
         return await self._count_users("WHERE password_hash IS NOT NULL", [])
 
+    async def set_encrypted_auth_state(self, user_id: int, blob: bytes | None) -> None:
+        await self._write("UPDATE users SET encrypted_auth_state = ? WHERE id = ?", (blob, user_id))
+
+    async def get_encrypted_auth_state(self, name: str) -> bytes | None:
+        row = await self._one("SELECT encrypted_auth_state FROM users WHERE name = ?", (name,))
+        return row["encrypted_auth_state"] if row else None
+
+    async def any_encrypted_auth_state(self) -> bytes | None:
+        """One stored auth_state (to check at start that the configured keys still decrypt them)."""
+        row = await self._one("SELECT encrypted_auth_state FROM users WHERE encrypted_auth_state IS NOT NULL "
+                              "ORDER BY id LIMIT 1")
+        return row["encrypted_auth_state"] if row else None
+
     # ------------------------------------------------------------ groups
 
     async def get_group(self, name: str) -> Group | None:

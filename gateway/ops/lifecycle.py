@@ -37,7 +37,8 @@ log = logging.getLogger("gateway")
 
 NEEDS_RESTART = frozenset({
     "bind_url", "ip", "port", "base_url", "public_url", "db_url", "cookie_secret_file", "cookie_secret",
-    "cookie_max_age_days", "authenticator_class", "spawner_class", "data_dir", "activity_resolution",
+    "cookie_max_age_days", "authenticator_class", "authenticator_plugin", "plugin_config", "spawner_class",
+    "data_dir", "activity_resolution",
     "admin_access", "shared_password", "admin_password", "dummy_password", "pam_service",
     "spawner_poll_interval", "max_body_size", "shutdown_timeout", "uvloop",
 })

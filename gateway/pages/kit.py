@@ -92,13 +92,27 @@ async def may(request: web.Request, identity: Identity, scope: str, **resource) 
     return True
 
 
+async def _renewed(request: web.Request, identity: Identity) -> Identity:
+    """A browser login the authenticator says has gone stale (refresh_user False) ends here: anonymous."""
+    authenticator = request.app.get(keys.AUTHENTICATOR)
+    if identity.user is None or identity.via != "cookie" or authenticator is None:
+        return identity
+    if not authenticator.refresh_due(identity.user.name):
+        return identity
+    if await authenticator.refresh_page_user(request, identity.user) is not None:
+        return identity
+    if identity.session_id:
+        await request.app[keys.STORE].delete_session(identity.session_id)
+    return ANONYMOUS
+
+
 def page(*, login: bool = True) -> Callable[[Handler], Handler]:
     """Mark a page handler: cookie identity, login redirect, XSRF on state-changing methods."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            identity = await page_identity(request)
+            identity = await _renewed(request, await page_identity(request))
             request[keys.IDENTITY] = identity
             if login and identity.anonymous:
                 if request.method in ("GET", "HEAD"):

@@ -70,12 +70,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _form(request, status=403, next_url=next_url, username=username,
                      message="This login form expired or was sent from another site. Please log in again.")
     authenticator = request.app[keys.AUTHENTICATOR]
+    extra = {}
+    if authenticator.kind == "plugin":  # a JupyterHub plugin's authenticate(handler, data) sees the whole form
+        extra = {"request": request, "form": {k: [v for v in form.getall(k) if isinstance(v, str)] for k in form}}
     try:
-        user = await authenticator.login(username, password, request.remote)
+        user = await authenticator.login(username, password, request.remote, **extra)
     except ApiError as e:
-        if e.status != 429:
+        if e.status >= 500:
             raise
-        return _form(request, status=429, message=e.message or "", username=username, next_url=next_url,
+        # 429 while throttled; a plugin may refuse with its own status and message (tornado's HTTPError)
+        return _form(request, status=e.status, message=e.message or "", username=username, next_url=next_url,
                      headers=e.headers)
     if user is None:
         return _form(request, status=403, message="Invalid username or password", username=username,
@@ -91,7 +95,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     identity = await page_identity(request)
     settings = request.app[keys.SETTINGS]
-    response = redirect(settings.hub_prefix + "login")
+    # a plugin's logout hook (oauthenticator's logout_redirect_url: the provider's own logout page)
+    after_logout = getattr(request.app[keys.AUTHENTICATOR], "logout_redirect_url", "")
+    response = redirect(after_logout or settings.hub_prefix + "login")
     if not identity.anonymous and identity.user is not None:
         if settings.shutdown_on_logout:
             await request.app[keys.SERVERS].stop_all(identity.user)

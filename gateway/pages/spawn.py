@@ -79,6 +79,12 @@ async def _spawn(request: web.Request, user_options: dict | None) -> web.StreamR
     pending = spawn_path(settings.hub_prefix, user.name, server, "spawn-pending")
     status = server_status(request.app, user.name, server)
     if status is None:
+        identity = request[keys.IDENTITY]
+        authenticator = request.app.get(keys.AUTHENTICATOR)
+        if authenticator is not None and not await authenticator.refresh_before_spawn(request, identity, user):
+            if identity.session_id:  # refresh_pre_spawn and a stale login: log in again, then spawn
+                await request.app[keys.STORE].delete_session(identity.session_id)
+            return redirect(login_url(request))
         await request.app[keys.SERVERS].start(user, server, user_options=user_options)
         status = server_status(request.app, user.name, server)
     if status == "ready":

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
+from gateway.authenticators.auth_state import load_auth_state
 from gateway.errors import ApiError
 from gateway.store import UserListing
 from gateway.vocab import scopes
@@ -152,6 +153,11 @@ class UserModels:
             if part.get("servers") and "servers" not in model:
                 model["servers"] = dict(part["servers"])  # visible servers show even without user-level read:servers
             models.append(model)
+        crypt = getattr(self.app.get(keys.AUTHENTICATOR), "crypt", None)
+        if crypt is not None and "auth_state" in wanted:  # admin:auth_state: decrypted for those who hold it
+            for user, model in zip(users, models):
+                if "auth_state" in model:
+                    model["auth_state"] = await load_auth_state(self.store, crypt, user.name)
         return models
 
     async def one(self, user: User) -> dict[str, Any]:

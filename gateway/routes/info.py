@@ -24,6 +24,15 @@ AUTHENTICATOR_CLASSES = {
 }
 
 
+def authenticator_info(app: web.Application) -> dict[str, str]:
+    settings = app[keys.SETTINGS]
+    if settings.authenticator_class != "plugin":
+        return {"class": AUTHENTICATOR_CLASSES[settings.authenticator_class], "version": __version__}
+    cls = type(app[keys.AUTHENTICATOR].plugin)  # a JupyterHub Authenticator plugin, as JupyterHub reports it
+    module = sys.modules.get(cls.__module__)
+    return {"class": f"{cls.__module__}.{cls.__name__}", "version": getattr(module, "__version__", "unknown")}
+
+
 @routes.get("/")
 @public
 async def root(request: web.Request) -> web.Response:
@@ -40,7 +49,7 @@ async def info(request: web.Request) -> web.Response:
         "python": sys.version,
         "sys_executable": sys.executable,
         "spawner": {"class": f"gateway.spawner.ProcessSpawner ({settings.spawner_class})", "version": __version__},
-        "authenticator": {"class": AUTHENTICATOR_CLASSES[settings.authenticator_class], "version": __version__},
+        "authenticator": authenticator_info(request.app),
     })
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import Handler, requires_scope
+from gateway.auth import Handler, current_identity, requires_scope
 from gateway.config import hub_api_url
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import json_body, mount_api
@@ -85,6 +85,10 @@ def empty(status: int) -> web.Response:
 async def start_server(request: web.Request) -> web.Response:
     user = await target_user(request)
     options, display_name = server_request_body(await json_body(request))
+    authenticator = request.app.get(keys.AUTHENTICATOR)
+    if authenticator is not None and not await authenticator.refresh_before_spawn(request, current_identity(request),
+                                                                                   user):
+        raise ApiError(403, f"auth has expired for {user.name}, login again")
     entry, began = await manager(request).start(user, server_name_of(request), user_options=options,
                                                 display_name=display_name)
     if not began:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.auth import current_identity, requires_scope
+from gateway.authenticators.auth_state import save_auth_state
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import (
     check_keys,
@@ -177,8 +178,13 @@ async def modify_user(request: web.Request) -> web.Response:
     for key in ("groups", "roles"):
         if key in data:
             raise ApiError(400, f"user.{key} cannot be changed here; use the groups API and load_roles")
+    crypt = getattr(request.app.get(keys.AUTHENTICATOR), "crypt", None)
     if "auth_state" in data:
-        raise ApiError(400, "user.auth_state cannot be set: auth state is not enabled")
+        if crypt is None:
+            raise ApiError(400, "user.auth_state cannot be set: auth state is not enabled")
+        models = UserModels(request)
+        if "auth_state" not in models.fields(user, (await store.groups_of_users([user.id]))[user.id]):
+            raise ApiError(403, "Action is not authorized with current scopes; requires any of [admin:auth_state]")
     new_name = None
     if "name" in data and data["name"] != user.name:
         new_name = normalize_username(data["name"], settings)
@@ -204,8 +210,12 @@ async def modify_user(request: web.Request) -> web.Response:
             raise ApiError(400, f"User {shown(new_name)} already exists, username must be unique") from None
         log.info("%s changed user %s: %s", shown(identity.name), shown(request.match_info["user_name"]),
                  ", ".join(f"{k}={shown(repr(v))}" for k, v in data.items()))
+    if "auth_state" in data:
+        await save_auth_state(store, crypt, user.id, data["auth_state"])
+        log.info("%s replaced the auth_state of user %s", shown(identity.name), shown(user.name))
     model = await UserModels(request).one(user)
-    model["auth_state"] = None
+    if crypt is None:
+        model["auth_state"] = None
     return json_response(model)
 
 

@@ -1,0 +1,448 @@
+"""JupyterHub Authenticator plugins (ldapauthenticator, oauthenticator, a class in the config), run unchanged.
+
+The only module that imports ``jupyterhub``, and only when ``authenticator_class`` names a plugin.
+
+- *Loading*: an entry-point name (group ``jupyterhub.authenticators``), a dotted import path, or a class
+  object; built with ``config=`` the whole traitlets config, so ``c.LDAPAuthenticator.*``,
+  ``c.Authenticator.*`` ... reach it as under JupyterHub. A class that is not an Authenticator, or a key
+  gateway cannot honour (``UNHONOURED``), stops the start (ConfigError: exit 2).
+- *Form login* (``PluginAuthenticator.login``): gateway's throttle, then the plugin's own
+  ``get_authenticated_user(handler, data)`` (authenticate, normalize_username, check_blocked_users,
+  check_allowed, is_admin, post_auth_hook), then ``apply_auth_model``: the user record (created at first
+  login, ``add_user`` called), its admin flag when the plugin says True or False, its groups when
+  ``manage_groups`` (hub groups created, membership made exactly the returned list), its auth_state
+  (encrypted; cleared when auth state is disabled).
+- *Refresh*: ``refresh(user, handler, force)`` calls ``refresh_user`` at most every ``auth_refresh_age``
+  seconds per user (forced before a spawn with ``refresh_pre_spawn``); False means: log in again.
+- *Start*: admin_users and allowed_users of the plugin exist as users; ``add_user`` is called for every
+  stored user (JupyterHub's ``init_users``: ``allow_existing_users`` works through it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Mapping
+from importlib import import_module
+from importlib.metadata import entry_points
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway.authenticators.auth_state import AuthStateCrypt, load_auth_state, save_auth_state
+from gateway.authenticators.builtin import MAX_LOGIN_NAME, loggable
+from gateway.authenticators.handler_shim import PluginHandler, form_data
+from gateway.authenticators.throttle import LoginThrottle
+from gateway.config import ConfigError, Settings
+from gateway.errors import ApiError
+from gateway.store import Conflict, Store
+from gateway.vocab.models import Identity, User
+from gateway.vocab.names import valid_group_name, validate_username
+
+log = logging.getLogger("gateway.auth")
+plugin_log = logging.getLogger("gateway.authenticator")
+
+ENTRY_POINT_GROUP = "jupyterhub.authenticators"
+# Authenticator traits gateway cannot honour yet: (trait, value that is fine, why)
+UNHONOURED = (
+    ("request_otp", False, "the login form has no one-time-password field"),
+    ("manage_roles", False, "authenticator-managed roles are not supported"),
+    ("reset_managed_roles_on_startup", False, "authenticator-managed roles are not supported"),
+    ("auth_refresh_strict", False, "strict refresh on API requests is not supported"),
+    ("refresh_pre_stop", False, "refresh before a stop is not supported"),
+    ("delete_invalid_users", False, "invalid stored users are not deleted at start"),
+)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_plugin_class(spec: Any) -> type:
+    """The Authenticator class ``spec`` names (class, entry-point name, dotted path); ConfigError if none."""
+    from jupyterhub.auth import Authenticator as HubAuthenticator
+
+    cls = spec
+    if isinstance(spec, str):
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        try:
+            if found:
+                cls = found[0].load()
+            elif "." in spec:
+                module, _, name = spec.rpartition(".")
+                cls = getattr(import_module(module), name)
+            else:
+                known = ", ".join(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
+                raise ConfigError([f"JupyterHub.authenticator_class: no authenticator named {spec!r} "
+                                   f"(installed entry points: {known or 'none'})"])
+        except ConfigError:
+            raise
+        except Exception as e:  # ImportError, AttributeError, an error inside the plugin's module
+            raise ConfigError([f"JupyterHub.authenticator_class: cannot load {spec!r}: {type(e).__name__}: {e}"]) \
+                from None
+    if not (isinstance(cls, type) and issubclass(cls, HubAuthenticator)):
+        raise ConfigError([f"JupyterHub.authenticator_class: {spec!r} is not a jupyterhub Authenticator class"])
+    return cls
+
+
+def build_plugin(settings: Settings) -> Any:
+    """The plugin instance, configured from every config section (traitlets resolves its own)."""
+    from traitlets.config import Config
+
+    cls = load_plugin_class(settings.authenticator_plugin)
+    config = Config({section: dict(values) for section, values in settings.plugin_config.items()})
+    try:
+        plugin = cls(config=config, log=plugin_log)
+    except Exception as e:  # the plugin's own validation (ValueError from a trait observer ...)
+        raise ConfigError([f"{cls.__name__}: {type(e).__name__}: {e}"]) from None
+    problems = [f"{cls.__name__}.{trait} = {getattr(plugin, trait)!r}: gateway cannot honour it ({why})"
+                for trait, fine, why in UNHONOURED if plugin.has_trait(trait) and getattr(plugin, trait) != fine]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        plugin.check_allow_config()
+    except Exception as e:
+        raise ConfigError([f"{cls.__name__}: {e}"]) from None
+    return plugin
+
+
+def _overrides(plugin: Any, method: str) -> bool:
+    from jupyterhub.auth import Authenticator as HubAuthenticator
+
+    return getattr(type(plugin), method) is not getattr(HubAuthenticator, method)
+
+
+def _http_error_message(error: Any) -> str:
+    """tornado HTTPError's text for the person logging in: its formatted log_message, else its reason."""
+    if error.log_message:
+        try:
+            return error.log_message % error.args if error.args else error.log_message
+        except (TypeError, ValueError):
+            return error.log_message
+    return error.reason or "Login refused"
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+# ---------------------------------------------------------------- the user object plugins see
+
+
+class PluginUser:
+    """What JupyterHub's User wrapper gives an authenticator: name, id, admin, groups, auth_state."""
+
+    def __init__(self, user: User, store: Store, crypt: AuthStateCrypt | None, groups: list[str]):
+        self.orm_user = user
+        self.id = user.id
+        self.name = user.name
+        self.admin = user.admin
+        self.escaped_name = quote(user.name, safe="@~")
+        self.groups = [SimpleNamespace(name=g) for g in groups]
+        self._store = store
+        self._crypt = crypt
+
+    async def get_auth_state(self) -> Any:
+        return await load_auth_state(self._store, self._crypt, self.name)
+
+    async def save_auth_state(self, auth_state: Any) -> None:
+        await save_auth_state(self._store, self._crypt, self.id, auth_state)
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class PluginAuthenticator:
+    """gateway's authenticator interface, carried out by a JupyterHub Authenticator plugin."""
+
+    kind = "plugin"
+    manages_passwords = False
+
+    def __init__(self, settings: Settings, store: Store, plugin: Any, crypt: AuthStateCrypt | None,
+                 cookie_secret: bytes):
+        self.settings = settings
+        self.store = store
+        self.plugin = plugin
+        self.crypt = crypt
+        self.cookie_secret = cookie_secret
+        self.throttle = LoginThrottle()
+        self._refreshed: dict[str, float] = {}  # user name -> monotonic time of the last refresh or login
+
+    # ---- facts other parts read
+    @property
+    def blocked_users(self) -> frozenset[str]:
+        return frozenset(self.plugin.blocked_users)
+
+    @property
+    def manage_groups(self) -> bool:
+        return bool(getattr(self.plugin, "manage_groups", False))
+
+    @property
+    def refresh_pre_spawn(self) -> bool:
+        return bool(getattr(self.plugin, "refresh_pre_spawn", False))
+
+    @property
+    def login_service(self) -> str:
+        return getattr(self.plugin, "login_service", "") or ""
+
+    @property
+    def logout_redirect_url(self) -> str:
+        """Where a logged-out browser goes instead of the login page (oauthenticator's trait), if set."""
+        return getattr(self.plugin, "logout_redirect_url", "") or ""
+
+    def warn_about_config(self) -> None:
+        pass  # the plugin's check_allow_config ran when it was built
+
+    def user_object(self, user: User, groups: list[str] | None = None) -> PluginUser:
+        return PluginUser(user, self.store, self.crypt, list(groups or []))
+
+    async def plugin_user(self, user: User) -> PluginUser:
+        groups = (await self.store.groups_of_users([user.id]))[user.id]
+        return self.user_object(user, groups)
+
+    def handler_for(self, request: web.Request | None, *, form: Mapping[str, list[str]] | None = None,
+                    body: bytes = b"") -> PluginHandler:
+        """The tornado-like handler for ``request`` (None: an API call with no page, e.g. token requests)."""
+        hub_prefix = self.settings.hub_prefix
+        if request is None:
+            return PluginHandler(method="POST", uri=hub_prefix + "api/", headers={}, host="", protocol="http",
+                                 remote_ip=None, form=form, cookie_secret=self.cookie_secret,
+                                 base_url=self.settings.base_url, hub_prefix=hub_prefix, authenticator=self.plugin,
+                                 log=plugin_log)
+        query: dict[str, list[str]] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, []).append(value)
+        return PluginHandler(method=request.method, uri=request.raw_path, headers=list(request.headers.items()),
+                             host=request.host, protocol=request.scheme, remote_ip=request.remote, body=body,
+                             query=query, form=form, cookie_secret=self.cookie_secret,
+                             base_url=self.settings.base_url, hub_prefix=hub_prefix, authenticator=self.plugin,
+                             log=plugin_log)
+
+    # ---- login
+
+    def _throttle_key(self, username: str) -> str:
+        return username[:MAX_LOGIN_NAME].strip().lower()
+
+    def check_throttle(self, username: str, address: str | None) -> None:
+        wait = self.throttle.retry_after(self._throttle_key(username), address)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            raise ApiError(429, f"Too many failed login attempts. Try again in {seconds} seconds.",
+                           headers={"Retry-After": str(seconds)})
+
+    async def login(self, username: str, password: str, address: str | None = None, *,
+                    request: web.Request | None = None, form: Mapping[str, list[str]] | None = None,
+                    body: bytes = b"") -> User | None:
+        """Throttled form login through the plugin; the user record, or None.
+
+        Raises ApiError: 429 while throttled, the plugin's own status when it refused with tornado's HTTPError.
+        """
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        self.check_throttle(username, address)
+        if form is None:
+            form = {"username": [username], "password": [password]}
+        data = form_data(form)
+        handler = self.handler_for(request, form=form, body=body)
+        model = None
+        if len(data.get("username", "")) <= MAX_LOGIN_NAME:
+            try:
+                model = await self.authenticated_model(handler, data)
+            except ApiError as e:
+                if e.status < 500:  # the plugin's own refusal counts as a failed attempt
+                    self.throttle.failure(self._throttle_key(username), address)
+                raise
+        if model is None:
+            self.throttle.failure(self._throttle_key(username), address)
+            log.warning("Failed login for %s from %s", loggable(username), address)
+            return None
+        self.throttle.success(self._throttle_key(username))
+        return await self.apply_auth_model(model)
+
+    async def authenticated_model(self, handler: PluginHandler, data: Any) -> dict[str, Any] | None:
+        """The plugin's ``get_authenticated_user``; its HTTPError becomes ApiError, anything else a 503."""
+        from tornado.web import HTTPError
+
+        try:
+            model = await self.plugin.get_authenticated_user(handler, data)
+        except HTTPError as e:
+            if e.status_code >= 500:
+                log.error("%s refused a login with %d: %s", type(self.plugin).__name__, e.status_code,
+                          e.log_message)
+                raise ApiError(e.status_code, "Login failed") from None
+            raise ApiError(e.status_code, _http_error_message(e)) from None
+        except Exception as e:
+            log.error("%s failed while authenticating: %s: %s", type(self.plugin).__name__, type(e).__name__, e)
+            raise ApiError(503, "The login service is not available; try again later") from None
+        if model is None:
+            return None
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            log.error("%s returned an auth model without a name", type(self.plugin).__name__)
+            return None
+        return model
+
+    async def apply_auth_model(self, model: Mapping[str, Any], user: User | None = None) -> User | None:
+        """Persist a model from authenticate / refresh_user (JupyterHub's ``auth_to_user``); the user record."""
+        name = model["name"]
+        if not validate_username(name, self.settings):
+            log.warning("Refusing user name %s from %s: not a valid gateway user name", loggable(name),
+                        type(self.plugin).__name__)
+            return None
+        if self.manage_groups and "groups" not in model:
+            log.error("Authenticator.manage_groups is True but %s gave no groups for %s",
+                      type(self.plugin).__name__, name)
+            return None
+        admin = model.get("admin")
+        if user is None:
+            user = await self.store.get_user(name)
+            if user is None:
+                try:
+                    user = await self.store.create_user(name, admin=bool(admin),
+                                                        roles=("user", "admin") if admin else ("user",))
+                    log.info("Created user %s at first login", name)
+                except Conflict:
+                    user = await self.store.get_user(name)
+                assert user is not None
+                await _maybe_await(self.plugin.add_user(self.user_object(user)))
+        changes: dict[str, Any] = {}
+        if admin is not None and bool(admin) != user.admin:
+            changes["admin"] = bool(admin)
+        if model.get("user_info") is not None:
+            changes["user_info"] = model["user_info"]
+        if changes:
+            user = await self.store.update_user(user.id, **changes) or user
+        if self.manage_groups and model.get("groups") is not None:
+            await self.sync_groups(user, model["groups"])
+        await self.store_auth_state(user, model)
+        self._refreshed[user.name] = time.monotonic()
+        return user
+
+    async def store_auth_state(self, user: User, model: Mapping[str, Any]) -> None:
+        if not getattr(self.plugin, "enable_auth_state", False):
+            await save_auth_state(self.store, None, user.id, None)  # disabled: nothing kept
+            return
+        auth_state = model.get("auth_state")
+        hook = getattr(self.plugin, "reconcile_auth_state_hook", None)
+        if hook:
+            existing = await load_auth_state(self.store, self.crypt, user.name)
+            auth_state = await _maybe_await(hook(self.plugin, model, existing))
+        await save_auth_state(self.store, self.crypt, user.id, auth_state)
+
+    async def sync_groups(self, user: User, names: Any) -> None:
+        """Membership becomes exactly ``names`` (groups created as needed), as JupyterHub's sync_groups."""
+        wanted = [n for n in dict.fromkeys(names) if isinstance(n, str)]
+        bad = [n for n in wanted if not valid_group_name(n)]
+        if bad:
+            log.warning("Ignoring group names from %s that gateway cannot use: %s", type(self.plugin).__name__,
+                        ", ".join(loggable(n) for n in bad[:5]))
+            wanted = [n for n in wanted if n not in bad]
+        ids = await self.store.group_ids(wanted)
+        for name in wanted:
+            if name not in ids:
+                try:
+                    (group,) = await self.store.create_groups([name])
+                    ids[name] = group.id
+                except Conflict:
+                    ids.update(await self.store.group_ids([name]))
+        current = set((await self.store.groups_of_users([user.id]))[user.id])
+        for name in wanted:
+            if name not in current:
+                await self.store.change_group_members(ids[name], add=[user.id])
+        stale = await self.store.group_ids(sorted(current - set(wanted)))
+        for group_id in stale.values():
+            await self.store.change_group_members(group_id, remove=[user.id])
+
+    # ---- refresh
+
+    def refresh_due(self, user_name: str) -> bool:
+        age = getattr(self.plugin, "auth_refresh_age", 0)
+        if not age or not _overrides(self.plugin, "refresh_user"):
+            return False
+        last = self._refreshed.get(user_name)
+        return last is None or time.monotonic() - last >= age
+
+    async def refresh(self, user: User, handler: PluginHandler | None, *, force: bool = False) -> User | None:
+        """The user, refreshed if due (or forced); None when the plugin says the login must be renewed."""
+        if not force and not self.refresh_due(user.name):
+            return user
+        try:
+            result = await _maybe_await(self.plugin.refresh_user(await self.plugin_user(user), handler))
+        except Exception as e:
+            log.error("%s.refresh_user failed for %s: %s: %s", type(self.plugin).__name__, user.name,
+                      type(e).__name__, e)
+            return None
+        if not result:
+            log.warning("User %s has stale auth info: a new login is required", user.name)
+            self._refreshed.pop(user.name, None)
+            return None
+        if isinstance(result, dict):
+            model = {"name": user.name, **result}
+            if model["name"] != user.name:
+                log.error("%s.refresh_user renamed %s: refused", type(self.plugin).__name__, user.name)
+                return None
+            return await self.apply_auth_model(model, user)
+        self._refreshed[user.name] = time.monotonic()
+        return user
+
+    def forget(self, user_name: str) -> None:
+        self._refreshed.pop(user_name, None)
+
+    async def refresh_page_user(self, request: web.Request, user: User) -> User | None:
+        """A cookie-authenticated page request: the user, refreshed when due; None means log in again."""
+        return await self.refresh(user, self.handler_for(request))
+
+    async def refresh_before_spawn(self, request: web.Request, identity: Identity, user: User) -> bool:
+        """``refresh_pre_spawn``: False when the spawn must wait for a new login (the user's own browser
+        session and a failed refresh). Token requests and admins spawning for others go ahead on the stale
+        auth, as JupyterHub 6.1 does without ``auth_refresh_strict``."""
+        if not self.refresh_pre_spawn:
+            return True
+        if await self.refresh(user, self.handler_for(request), force=True) is not None:
+            return True
+        if identity.via == "cookie" and identity.user is not None and identity.user.id == user.id:
+            return False
+        log.warning("User %s has stale auth info; starting the server anyway (asked by %s, not their own login)",
+                    user.name, identity.name)
+        return True
+
+
+# ---------------------------------------------------------------- start
+
+
+async def start_plugin(settings: Settings, store: Store, cookie_secret: bytes) -> PluginAuthenticator:
+    """Build the plugin and the auth_state crypt, then bring the store's users in line (JupyterHub's init_users)."""
+    plugin = build_plugin(settings)
+    crypt = AuthStateCrypt.from_environment() if plugin.enable_auth_state else None
+    if crypt is not None:
+        stored = await store.any_encrypted_auth_state()
+        if stored is not None and not crypt.can_decrypt(bytes(stored)):
+            raise ConfigError(["JUPYTERHUB_CRYPT_KEY does not decrypt the stored auth_state: was the key changed? "
+                               "To rotate keys, put the new key first and keep the old one after it ('new;old')"])
+    adapter = PluginAuthenticator(settings, store, plugin, crypt, cookie_secret)
+    normalize = plugin.normalize_username
+    for raw, admin in [(n, True) for n in sorted(plugin.admin_users)] + \
+                      [(n, False) for n in sorted(plugin.allowed_users)]:
+        name = normalize(raw)
+        if not validate_username(name, settings):
+            raise ConfigError([f"{type(plugin).__name__}: invalid user name {name!r} in "
+                               f"{'admin_users' if admin else 'allowed_users'}"])
+        user = await store.get_user(name)
+        if user is None:
+            await store.create_user(name, admin=admin, roles=("user", "admin") if admin else ("user",))
+            log.info("Created user %s from %s", name, "admin_users" if admin else "allowed_users")
+        elif admin and not user.admin:
+            await store.update_user(user.id, admin=True)
+    offset = 0
+    while True:  # every stored user, a page at a time
+        users, _ = await store.list_users(offset=offset, limit=500)
+        for user in users:
+            await _maybe_await(plugin.add_user(adapter.user_object(user)))
+        if len(users) < 500:
+            break
+        offset += 500
+    if crypt is not None:
+        log.info("auth_state is enabled: stored encrypted with the keys in JUPYTERHUB_CRYPT_KEY")
+    return adapter
