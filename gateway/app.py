@@ -48,6 +48,7 @@ CAPABILITIES = (
     "gateway.authenticators.builtin",
     "gateway.pages.kit",
     "gateway.pages.login",
+    "gateway.pages.redirect_login",  # an OAuth plugin's /hub/oauth_login and /hub/oauth_callback
     "gateway.pages.home",
     "gateway.pages.spawn",
     "gateway.pages.admin",

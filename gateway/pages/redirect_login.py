@@ -34,12 +34,13 @@ from aiohttp import web
 from tornado import httpclient
 from tornado import web as tornado_web
 
-from gateway import keys, sessions
-from gateway.authenticators.plugin import LoginError, load_plugin_class
+from gateway import keys
+from gateway.pages import sessions
+from gateway.authenticators.plugin import http_error_message, load_plugin_class
 from gateway.errors import ApiError
-from gateway.pagekit import landing_url, page
+from gateway.pages.kit import landing_url, page
 from gateway.pages.redirect_handlers import STATE_MAX_AGE, plugin_handler
-from gateway.redirects import safe_next_url
+from gateway.pages.redirects import safe_next_url
 
 log = logging.getLogger("gateway.login.redirect")
 
@@ -74,24 +75,22 @@ def _clear_state() -> dict[str, str]:
 
 
 def _as_api_error(e: Exception) -> ApiError:
-    """A plugin's or provider's failure as a clear page: its 4xx as they are, anything else a 502."""
-    if isinstance(e, (tornado_web.HTTPError, LoginError)):
-        status = e.status_code if isinstance(e, tornado_web.HTTPError) else e.status
-        if isinstance(e, tornado_web.HTTPError):
-            message = (e.log_message % e.args) if e.log_message and e.args else (e.log_message or e.reason or "")
-        else:
-            message = e.message
-        if 400 <= status < 500:
-            return ApiError(status, message or "Login failed", headers=_clear_state())
-        log.warning("Redirect login failed at the identity provider (%d): %s", status, message)
+    """A plugin's or provider's failure as a clear page: a 4xx as it is, anything else a 502."""
+    if isinstance(e, ApiError):  # the adapter's: the plugin's own HTTPError, or 503 for other failures
+        status, message = e.status, e.message or ""
+    elif isinstance(e, tornado_web.HTTPError):
+        status, message = e.status_code, http_error_message(e)
     elif isinstance(e, httpclient.HTTPClientError):
-        log.warning("Redirect login: the identity provider answered %s", e.code)
+        status, message = 502, f"the identity provider answered {e.code}"
     else:
-        log.warning("Redirect login: cannot reach the identity provider (%s)", type(e).__name__)
+        status, message = 502, f"cannot reach the identity provider ({type(e).__name__})"
+    if 400 <= status < 500:
+        return ApiError(status, message or "Login failed", headers=_clear_state())
+    log.warning("Redirect login failed (%d): %s", status, message)
     return ApiError(502, PROVIDER_FAILED, headers=_clear_state())
 
 
-PLUGIN_FAILURES = (tornado_web.HTTPError, LoginError, httpclient.HTTPClientError, OSError)
+PLUGIN_FAILURES = (ApiError, tornado_web.HTTPError, httpclient.HTTPClientError, OSError)
 
 
 def _found(url: str) -> web.Response:

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import sqlite3
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,8 +22,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from gateway.auth import SESSION_COOKIE
-from tests.conftest import GatewayProcess, free_port, stop_recorded_servers
+from gateway import config
+from gateway.identity.caches import SESSION_COOKIE
+from tests.helpers.hub import GatewayProcess, free_port, stop_recorded_servers
+from tests.helpers.processes import FAKE
 from tests.login.oidc_provider import ACCOUNTS, start_oidc_provider
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,7 +33,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 20_000
-FAKE_SERVER = [sys.executable, str(Path(__file__).resolve().parents[1] / "fake_server.py")]
+FAKE_SERVER = list(FAKE)
+# Spawner.auth_state_hook comes with the spawner plugin work (branch spawncore); until it is merged,
+# the spawner test is an expected failure (strict: it fails loudly once the hook works, to drop this).
+HAS_AUTH_STATE_HOOK = any(k.section == "Spawner" and k.name == "auth_state_hook" for k in config.KEYS)
 LOGIN_SERVICE = "University SSO"
 STATE_COOKIE = "oauthenticator-state"
 AUDITOR = secrets.token_hex(20)
@@ -252,31 +256,43 @@ async def test_an_account_outside_allowed_groups_is_refused_with_no_session(depl
     await context.close()
 
 
+async def watch_callback(page, hub, *, hold: bool):
+    """Note the provider's redirect back to the hub (URL, and the state cookie sent with it); with ``hold``
+    the hub never sees it. Through the DevTools protocol: Playwright's own routing skips redirect hops,
+    and the callback is the last hop of the provider's redirect chain."""
+    cdp = await page.context.new_cdp_session(page)
+    seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def paused(event):
+        if not seen.done():
+            cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+            seen.set_result((event["request"]["url"], cookies.get(STATE_COOKIE)))
+        command = "Fetch.failRequest" if hold else "Fetch.continueRequest"
+        await cdp.send(command, {"requestId": event["requestId"], **({"errorReason": "Aborted"} if hold else {})})
+
+    cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
+    await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": f"{hub.url}/hub/oauth_callback*",
+                                                  "requestStage": "Request"}]})
+    return cdp, seen
+
+
 async def test_a_tampered_state_is_refused(deployment, chromium):
     idp, hub, _ = deployment
     context, page = await new_page(chromium)
-    callbacks: list[str] = []
-
-    async def hold(route):  # the provider's redirect back, kept from the hub
-        callbacks.append(route.request.url)
-        await route.abort()
-
-    await page.route(f"{hub.url}/hub/oauth_callback*", hold)
+    cdp, seen = await watch_callback(page, hub, hold=True)
     await page.goto(hub.url + "/hub/oauth_login")
     await sign_in_at_provider(page, idp, "alice")
-    for _ in range(200):  # bounded wait for the held redirect
-        if callbacks:
-            break
-        await asyncio.sleep(0.05)
-    await page.unroute(f"{hub.url}/hub/oauth_callback*")
-    parts = urlsplit(callbacks[0])
+    url, state_cookie = await asyncio.wait_for(seen, TIMEOUT_MS / 1000)
+    await cdp.send("Fetch.disable")
+    assert state_cookie  # the browser still holds the state: only the URL's copy is changed
+    parts = urlsplit(url)
     query = parse_qs(parts.query)
-    query["state"] = [query["state"][0][:-4] + ("AAAA" if not query["state"][0].endswith("AAAA") else "BBBB")]
-    tampered = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-    response = await page.goto(tampered)
+    state = query["state"][0]
+    query["state"] = [state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")]
+    response = await page.goto(urlunsplit(parts._replace(query=urlencode(query, doseq=True))))
     await shot(page, "tampered-state")
     assert response.status == 400
-    assert "state" in (await page.content()).lower()
+    assert "state mismatch" in await page.content()
     assert await session_cookie(context) is None
     await context.close()
 
@@ -284,25 +300,20 @@ async def test_a_tampered_state_is_refused(deployment, chromium):
 async def test_a_replayed_state_is_refused(deployment, chromium):
     idp, hub, _ = deployment
     context, page = await new_page(chromium)
-    seen: dict[str, str] = {}
-
-    async def note(route):  # remember the callback URL and the state cookie the browser sends with it
-        seen["url"] = route.request.url
-        seen["cookie"] = next(c["value"] for c in await context.cookies() if c["name"] == STATE_COOKIE)
-        await route.continue_()
-
-    await page.route(f"{hub.url}/hub/oauth_callback*", note)
+    cdp, seen = await watch_callback(page, hub, hold=False)
     await log_in(page, hub, idp, "alice")
+    url, state_cookie = await asyncio.wait_for(seen, TIMEOUT_MS / 1000)
+    await cdp.send("Fetch.disable")
     assert await session_cookie(context)
 
-    # the same browser again: the state cookie is gone
-    response = await page.goto(seen["url"])
+    # the same browser again: its state cookie was cleared by the first use
+    response = await page.goto(url)
     assert response.status == 400
 
     # someone holding both the callback URL and the state cookie: the state was used already
     other, other_page = await new_page(chromium)
-    await other.add_cookies([{"name": STATE_COOKIE, "value": seen["cookie"], "url": hub.url + "/hub/"}])
-    response = await other_page.goto(seen["url"])
+    await other.add_cookies([{"name": STATE_COOKIE, "value": state_cookie, "url": hub.url + "/"}])
+    response = await other_page.goto(url)
     await shot(other_page, "replayed-state")
     assert response.status == 400
     assert "already used" in await other_page.content()
@@ -368,6 +379,8 @@ async def test_auth_state_holds_the_providers_token_for_admins_only(deployment, 
     assert auth_state["refresh_token"] not in hub.log()
 
 
+@pytest.mark.xfail(not HAS_AUTH_STATE_HOOK, strict=True, raises=KeyError,
+                   reason="Spawner.auth_state_hook is not merged yet: the environment lacks OIDC_SUB")
 async def test_the_spawner_receives_auth_state(deployment, chromium):
     idp, hub, _ = deployment
     context, page = await new_page(chromium)
@@ -376,8 +389,8 @@ async def test_the_spawner_receives_auth_state(deployment, chromium):
     status, created = await api(hub, "POST", "/users/sam/tokens", AUDITOR, {"note": "sam's own"})
     assert status == 201, created
     token = created["token"]
-    status, _ = await api(hub, "POST", "/users/sam/server", token)
-    assert status in (201, 202)
+    status, body = await api(hub, "POST", "/users/sam/server", token)
+    assert status in (201, 202), (body, hub.log()[-3000:])
     deadline = time.monotonic() + 60
     while True:
         status, model = await api(hub, "GET", "/users/sam", AUDITOR)
