@@ -29,8 +29,8 @@ def authenticator_info(app: web.Application) -> dict[str, str]:
     if settings.authenticator_class != "plugin":
         return {"class": AUTHENTICATOR_CLASSES[settings.authenticator_class], "version": __version__}
     cls = type(app[keys.AUTHENTICATOR].plugin)  # a JupyterHub Authenticator plugin, as JupyterHub reports it
-    module = sys.modules.get(cls.__module__)
-    return {"class": f"{cls.__module__}.{cls.__name__}", "version": getattr(module, "__version__", "unknown")}
+    package = sys.modules.get(cls.__module__.split(".")[0])
+    return {"class": f"{cls.__module__}.{cls.__name__}", "version": getattr(package, "__version__", "unknown")}
 
 
 @routes.get("/")
