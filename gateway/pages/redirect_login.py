@@ -35,9 +35,9 @@ from tornado import httpclient
 from tornado import web as tornado_web
 
 from gateway import keys
-from gateway.pages import sessions
 from gateway.authenticators.plugin import http_error_message, load_plugin_class
 from gateway.errors import ApiError
+from gateway.pages import sessions
 from gateway.pages.kit import landing_url, page
 from gateway.pages.redirect_handlers import STATE_MAX_AGE, plugin_handler
 from gateway.pages.redirects import safe_next_url
