@@ -66,8 +66,8 @@ class PluginHandler:
         http_headers = httputil.HTTPHeaders()
         for name, value in (headers.items() if isinstance(headers, Mapping) else headers):
             http_headers.add(name, value)
-        if host and "Host" not in http_headers:
-            http_headers["Host"] = host
+        if "Host" not in http_headers:  # tornado requires one; a request without (an internal call) gets ours
+            http_headers["Host"] = host or "127.0.0.1"
         request = httputil.HTTPServerRequest(start_line=httputil.RequestStartLine(method, uri, "HTTP/1.1"),
                                              headers=http_headers, body=body)
         request.remote_ip = remote_ip  # type: ignore[assignment]

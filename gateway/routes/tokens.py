@@ -124,7 +124,8 @@ async def requester_from_body(request: web.Request, body: dict[str, Any]) -> Ide
         raise ApiError(403)
     try:
         # login(): the same throttle as the login page, so this is no way around it (429 with Retry-After)
-        user = await authenticator.login(username, password, address=request.remote)
+        extra = {"request": request} if authenticator.kind == "plugin" else {}  # plugins get a handler for it
+        user = await authenticator.login(username, password, address=request.remote, **extra)
     except ApiError:
         raise
     except Exception:

@@ -57,7 +57,7 @@ async def whoami(browser: Browser) -> str | None:
 
 async def api(proc, path: str, token: str, *, method: str = "GET", body=None):
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, proc.url + "/hub/api" + path, json=body,
-                                   headers={"Authorization": f"token {token}"}) as r:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        async with session.request(method, proc.url + "/hub/api" + path, json=body, headers=headers) as r:
             text = await r.text()
             return r.status, json.loads(text) if text and r.content_type == "application/json" else None

@@ -40,6 +40,13 @@ async def test_ldap_form_login(slapd, gateway_process, browser_for):
     # a name typed in another case is normalised (lower case), as JupyterHub does
     upper = browser_for(proc)
     assert (await upper.login("  ALICE", password_of("alice")))[0] == 403  # the plugin's regex refuses capitals
+    # JupyterHub's token request with credentials in the body goes through the plugin too
+    status, body = await api(proc, "/users/alice/tokens", "", method="POST",
+                             body={"auth": {"username": "alice", "password": password_of("alice")}})
+    assert status == 201 and body["user"] == "alice" and body["token"], proc.log()[-3000:]
+    status, _ = await api(proc, "/users/alice/tokens", "", method="POST",
+                          body={"auth": {"username": "alice", "password": "wrong"}})
+    assert status == 403
     # tornado's rule: control characters become spaces, and the user name is stripped
     nul = browser_for(proc)
     assert (await nul.login("alice\x00", password_of("alice")))[0] == 302 and await whoami(nul) == "alice"
