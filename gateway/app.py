@@ -28,7 +28,7 @@ from gateway.ops.culler import IdleCuller
 from gateway.ops.lifecycle import RELOADABLE, changed_fields
 from gateway.ops.logs import access_log_args, set_level
 from gateway.ops.metrics import Metrics, make_timing_middleware
-from gateway.pages import accept_share, admin, home, kit, login, spawn
+from gateway.pages import accept_share, admin, home, kit, login, redirect_login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
 from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
 from gateway.services.managed import ServiceManager
@@ -55,6 +55,7 @@ ROUTE_SETUPS = (
     shares.setup,
     kit.setup,  # templates, static files, the HTML error page
     login.setup,
+    redirect_login.setup,  # an OAuth plugin's /hub/oauth_login and /hub/oauth_callback
     home.setup,
     spawn.setup,
     admin.setup,

@@ -115,7 +115,7 @@ def _overrides(plugin: Any, method: str) -> bool:
     return getattr(type(plugin), method) is not getattr(HubAuthenticator, method)
 
 
-def _http_error_message(error: Any) -> str:
+def http_error_message(error: Any) -> str:
     """tornado HTTPError's text for the person logging in: its formatted log_message, else its reason."""
     if error.log_message:
         try:
@@ -204,8 +204,9 @@ class PluginAuthenticator:
         return self.user_object(user, groups)
 
     def handler_for(self, request: web.Request | None, *, form: Mapping[str, list[str]] | None = None,
-                    body: bytes = b"") -> PluginHandler:
-        """The tornado-like handler for ``request`` (None: an API call with no page, e.g. token requests)."""
+                    body: bytes = b"", handler_class: type[PluginHandler] = PluginHandler) -> PluginHandler:
+        """The tornado-like handler for ``request`` (None: an API call with no page, e.g. token requests);
+        ``handler_class``: a PluginHandler subclass (the redirect login runs a plugin's own handler classes)."""
         hub_prefix = self.settings.hub_prefix
         if request is None:
             return PluginHandler(method="POST", uri=hub_prefix + "api/", headers={}, host="", protocol="http",
@@ -215,7 +216,7 @@ class PluginAuthenticator:
         query: dict[str, list[str]] = {}
         for name, value in request.query.items():
             query.setdefault(name, []).append(value)
-        return PluginHandler(method=request.method, uri=request.raw_path, headers=list(request.headers.items()),
+        return handler_class(method=request.method, uri=request.raw_path, headers=list(request.headers.items()),
                              host=request.host, protocol=request.scheme, remote_ip=request.remote, body=body,
                              query=query, form=form, cookie_secret=self.cookie_secret,
                              base_url=self.settings.base_url, hub_prefix=hub_prefix, authenticator=self.plugin,
@@ -273,7 +274,7 @@ class PluginAuthenticator:
                 log.error("%s refused a login with %d: %s", type(self.plugin).__name__, e.status_code,
                           e.log_message)
                 raise ApiError(e.status_code, "Login failed") from None
-            raise ApiError(e.status_code, _http_error_message(e)) from None
+            raise ApiError(e.status_code, http_error_message(e)) from None
         except Exception as e:
             log.error("%s failed while authenticating: %s: %s", type(self.plugin).__name__, type(e).__name__, e)
             raise ApiError(503, "The login service is not available; try again later") from None

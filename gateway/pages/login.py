@@ -12,12 +12,13 @@ the login page.
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ApiError
-from gateway.pages import sessions
+from gateway.pages import redirect_login, sessions
 from gateway.pages.kit import found, landing_url, mount_pages, page, page_identity, redirect, render
 from gateway.pages.redirects import safe_next_url
 
@@ -38,9 +39,12 @@ def _next_of(request: web.Request, form=None) -> str | None:
 def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
           next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
     xsrf, fresh_nonce = sessions.login_form_xsrf(request)
+    plugin = redirect_login.redirect_plugin(request.app)
     response = render(request, "login.html", status=status, message=message, login_xsrf=xsrf,
                       username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
-                      authenticator=request.app[keys.SETTINGS].authenticator_class)
+                      authenticator=request.app[keys.SETTINGS].authenticator_class,
+                      redirect_login_url=redirect_login.login_path(request.app) or "",
+                      login_service=getattr(plugin, "login_service", "") or "your identity provider")
     if fresh_nonce:
         sessions.set_login_nonce(request, response, fresh_nonce)
     response.headers.update(headers or {})
@@ -54,6 +58,10 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     next_url = _next_of(request)
     if not identity.anonymous:
         raise found(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
+    plugin_login = redirect_login.login_path(request.app)
+    if plugin_login and getattr(redirect_login.redirect_plugin(request.app), "auto_login", False):
+        # auto_login: straight to the provider, as JupyterHub's LoginHandler does
+        raise found(plugin_login + (f"?next={quote(next_url, safe='')}" if next_url else ""))
     return _form(request, next_url=next_url)
 
 
