@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from gateway import keys, proxy
 from gateway.auth import make_identity_middleware
+from gateway.authenticators.auth_state import load_auth_state
 from gateway.authenticators.builtin import end_blocked_sessions, ensure_first_admin, make_authenticator
 from gateway.config import Settings, hub_api_url
 from gateway.errors import make_error_middleware
@@ -133,6 +135,11 @@ async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_first_admin(store, settings)
     await end_blocked_sessions(store, authenticator.blocked_users)
     app[keys.AUTHENTICATOR] = authenticator
+    # Spawners see the JupyterHub plugin (if any) as spawner.authenticator, and read auth_state through it.
+    crypt = authenticator.crypt
+    app[keys.SERVERS].set_authenticator(
+        getattr(authenticator, "plugin", None),
+        None if crypt is None else functools.partial(load_auth_state, store, crypt))
     yield
 
 

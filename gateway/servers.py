@@ -99,6 +99,7 @@ class ServerManager:
         self.activity = activity
         self.metrics = metrics
         self.authenticator: Any = None  # a JupyterHub authenticator plugin, when one is loaded
+        self.auth_state_reader: spawn_hooks.AuthStateReader | None = None  # set with the authenticator
         self._plugin_context: Any = None
         self.apply_settings(settings)
         self._entries: dict[tuple[str, str], Entry] = {}
@@ -145,10 +146,13 @@ class ServerManager:
         """Live plugin spawners (batchspawner's port report finds them here); None without plugins."""
         return self._plugin_context
 
-    def set_authenticator(self, authenticator: Any) -> None:
+    def set_authenticator(self, authenticator: Any, auth_state_reader: spawn_hooks.AuthStateReader | None) -> None:
+        """The JupyterHub authenticator plugin (or None) spawner plugins see, and how auth_state is read."""
         self.authenticator = authenticator
+        self.auth_state_reader = auth_state_reader
         if self._plugin_context is not None:
             self._plugin_context.authenticator = authenticator
+            self._plugin_context.auth_state_reader = auth_state_reader
 
     # ------------------------------------------------------------ queries
 
@@ -298,7 +302,7 @@ class ServerManager:
 
     def _make_spawner(self, spec: ServerSpec, state: Mapping[str, Any] | None = None) -> Spawner:
         spawner = self.spawner_class(self.options, spec, state)
-        spawner.user._store = self.store  # for user.get_auth_state()
+        spawner.user._auth_state_reader = self.auth_state_reader  # for user.get_auth_state()
         return spawner
 
     async def spawner_for_form(self, user: User, server_name: str) -> Spawner:
@@ -311,7 +315,7 @@ class ServerManager:
         return self._make_spawner(spec)
 
     async def _start_spawner(self, spawner: Spawner) -> str:
-        await spawner.prepare(await spawn_hooks.read_auth_state(self.store, spawner.spec.user))
+        await spawner.prepare(await spawn_hooks.read_auth_state(self.auth_state_reader, spawner.spec.user))
         return await spawner.start()
 
     async def _spawn(self, entry: Entry, server: Server) -> None:

@@ -127,10 +127,10 @@ class _UserView:
         self.admin = spec.user_admin
         self.groups = [_Group(g) for g in spec.user_groups]
         self.url = f"{spec.base_url}user/{spec.escaped_user}/"
-        self._store = store
+        self._auth_state_reader: spawn_hooks.AuthStateReader | None = None  # set by the ServerManager
 
     async def get_auth_state(self) -> Mapping[str, Any] | None:
-        return await spawn_hooks.read_auth_state(self._store, self.name)
+        return await spawn_hooks.read_auth_state(self._auth_state_reader, self.name)
 
 
 class Spawner(ABC):
@@ -155,7 +155,7 @@ class Spawner(ABC):
         self.mem_limit, self.cpu_limit = options.mem_limit, options.cpu_limit
         self.mem_guarantee, self.cpu_guarantee = options.mem_guarantee, options.cpu_guarantee
         self.user_options: dict[str, Any] = dict(spec.user_options or {})
-        self.user = _UserView(spec)  # the ServerManager hands it the store, for get_auth_state()
+        self.user = _UserView(spec)  # the ServerManager hands it the auth_state reader, for get_auth_state()
         self._events: list[dict[str, Any]] = []
         self._starting = False
         self._began = False

@@ -29,10 +29,13 @@ async def maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-# The one place auth_state is read for spawners (auth_state_hook, user.get_auth_state()).
-# Returns None until the store keeps auth_state; the login work fills this in.
-async def read_auth_state(store: Any, user_name: str) -> Mapping[str, Any] | None:
-    return None
+AuthStateReader = Callable[[str], Awaitable[Any]]
+
+
+# The one place auth_state is read for spawners (auth_state_hook, user.get_auth_state()). The reader
+# is the authenticator's (decrypting with JUPYTERHUB_CRYPT_KEY); None when no auth_state is kept.
+async def read_auth_state(reader: AuthStateReader | None, user_name: str) -> Mapping[str, Any] | None:
+    return None if reader is None else await reader(user_name)
 
 
 def passthrough_options(form_data: Mapping[str, list[str]]) -> dict[str, Any]:

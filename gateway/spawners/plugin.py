@@ -88,7 +88,8 @@ class _Group:
 class PluginUser:
     """What plugins read as ``spawner.user``."""
 
-    def __init__(self, spec: ServerSpec, store: Any, spawners: dict[str, HubSpawner]):
+    def __init__(self, spec: ServerSpec, auth_state_reader: hooks.AuthStateReader | None,
+                 spawners: dict[str, HubSpawner]):
         self.name = spec.user
         self.id = spec.user_id
         self.admin = spec.user_admin
@@ -96,7 +97,7 @@ class PluginUser:
         self.base_url = self.url = f"{spec.base_url}user/{self.escaped_name}/"
         self.groups = [_Group(g) for g in spec.user_groups]
         self.spawners = spawners
-        self._store = store
+        self._auth_state_reader = auth_state_reader
         self._hub_prefix = spec.hub_url_base or spec.base_url + "hub/"
 
     @property
@@ -104,7 +105,7 @@ class PluginUser:
         return self.spawners.get("")
 
     async def get_auth_state(self) -> Mapping[str, Any] | None:
-        return await hooks.read_auth_state(self._store, self.name)
+        return await hooks.read_auth_state(self._auth_state_reader, self.name)
 
     def server_url(self, server_name: str = "") -> str:
         return self.url + (quote(server_name, safe="@~") + "/" if server_name else "")
@@ -171,7 +172,7 @@ class PluginSpawner(Spawner):
         orm_server = orm.Server(proto="http", ip="", port=0, base_url=spec.server_prefix, cookie_name="")
         self.orm_spawner = _OrmSpawner(spec, orm_server)
         self.plugin = self.plugin_class(
-            user=PluginUser(spec, self.context.store, spawners),
+            user=PluginUser(spec, self.context.auth_state_reader, spawners),
             hub=make_hub(spec),
             authenticator=self.context.authenticator,
             config=self.plugin_config,
@@ -373,6 +374,7 @@ class PluginContext:
     def __init__(self, store: Any, authenticator: Any = None):
         self.store = store
         self.authenticator = authenticator
+        self.auth_state_reader: hooks.AuthStateReader | None = None
         self.live: dict[tuple[str, str], PluginSpawner] = {}
         self._spawners: dict[str, dict[str, HubSpawner]] = {}
 

@@ -22,7 +22,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from gateway import config
 from gateway.identity.caches import SESSION_COOKIE
 from tests.helpers.hub import GatewayProcess, free_port, stop_recorded_servers
 from tests.helpers.processes import FAKE
@@ -34,9 +33,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 20_000
 FAKE_SERVER = list(FAKE)
-# Spawner.auth_state_hook comes with the spawner plugin work (branch spawncore); until it is merged,
-# the spawner test is an expected failure (strict: it fails loudly once the hook works, to drop this).
-HAS_AUTH_STATE_HOOK = any(k.section == "Spawner" and k.name == "auth_state_hook" for k in config.KEYS)
 LOGIN_SERVICE = "University SSO"
 STATE_COOKIE = "oauthenticator-state"
 AUDITOR = secrets.token_hex(20)
@@ -379,8 +375,6 @@ async def test_auth_state_holds_the_providers_token_for_admins_only(deployment, 
     assert auth_state["refresh_token"] not in hub.log()
 
 
-@pytest.mark.xfail(not HAS_AUTH_STATE_HOOK, strict=True, raises=KeyError,
-                   reason="Spawner.auth_state_hook is not merged yet: the environment lacks OIDC_SUB")
 async def test_the_spawner_receives_auth_state(deployment, chromium):
     idp, hub, _ = deployment
     context, page = await new_page(chromium)
