@@ -31,16 +31,15 @@ from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
-from tornado import httpclient
-from tornado import web as tornado_web
 
 from gateway import keys
-from gateway.authenticators.plugin import http_error_message, load_plugin_class
 from gateway.errors import ApiError
 from gateway.pages import sessions
 from gateway.pages.kit import landing_url, page
-from gateway.pages.redirect_handlers import STATE_MAX_AGE, plugin_handler
 from gateway.pages.redirects import safe_next_url
+
+# tornado and the plugin adapter (gateway.authenticators.plugin, gateway.pages.redirect_handlers) are
+# imported inside the functions: only a gateway configured with a plugin authenticator loads them.
 
 log = logging.getLogger("gateway.login.redirect")
 
@@ -52,11 +51,15 @@ USED_STATES = web.AppKey("oauth_used_states", OrderedDict)
 
 
 def _is_tornado_handler(value: Any) -> bool:
+    from tornado import web as tornado_web
+
     return isinstance(value, type) and issubclass(value, tornado_web.RequestHandler)
 
 
 def redirect_plugin(app: web.Application) -> Any | None:
     """The running plugin when it logs people in by redirect (it has tornado login/callback handlers)."""
+    if app[keys.SETTINGS].authenticator_class != "plugin":
+        return None
     plugin = getattr(app.get(keys.AUTHENTICATOR), "plugin", None)
     if _is_tornado_handler(getattr(plugin, "login_handler", None)) and \
             _is_tornado_handler(getattr(plugin, "callback_handler", None)):
@@ -76,6 +79,11 @@ def _clear_state() -> dict[str, str]:
 
 def _as_api_error(e: Exception) -> ApiError:
     """A plugin's or provider's failure as a clear page: a 4xx as it is, anything else a 502."""
+    from tornado import httpclient
+    from tornado import web as tornado_web
+
+    from gateway.authenticators.plugin import http_error_message
+
     if isinstance(e, ApiError):  # the adapter's: the plugin's own HTTPError, or 503 for other failures
         status, message = e.status, e.message or ""
     elif isinstance(e, tornado_web.HTTPError):
@@ -90,7 +98,11 @@ def _as_api_error(e: Exception) -> ApiError:
     return ApiError(502, PROVIDER_FAILED, headers=_clear_state())
 
 
-PLUGIN_FAILURES = (ApiError, tornado_web.HTTPError, httpclient.HTTPClientError, OSError)
+def plugin_failures() -> tuple[type[Exception], ...]:
+    from tornado import httpclient
+    from tornado import web as tornado_web
+
+    return ApiError, tornado_web.HTTPError, httpclient.HTTPClientError, OSError
 
 
 def _found(url: str) -> web.Response:
@@ -101,12 +113,14 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
     plugin = redirect_plugin(request.app)
     if plugin is None:
         raise web.HTTPNotFound()
+    from gateway.pages.redirect_handlers import plugin_handler
+
     handler = plugin_handler(plugin.login_handler, request.app[keys.AUTHENTICATOR], request)
     try:
         result = handler.get()
         if inspect.isawaitable(result):
             await result
-    except PLUGIN_FAILURES as e:
+    except plugin_failures() as e:
         raise _as_api_error(e) from None
     if handler.redirect_url is None:
         log.error("%s.get did not redirect", type(handler).__name__)
@@ -118,6 +132,8 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
 
 def _accept_once(app: web.Application, state: str) -> bool:
     """True the first time a state comes back; remembered for as long as a state cookie is valid."""
+    from gateway.pages.redirect_handlers import STATE_MAX_AGE
+
     used: OrderedDict = app[USED_STATES]
     now = time.monotonic()
     while used and next(iter(used.values())) < now:
@@ -147,6 +163,8 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
     if plugin is None:
         raise web.HTTPNotFound()
     adapter = request.app[keys.AUTHENTICATOR]
+    from gateway.pages.redirect_handlers import plugin_handler
+
     handler = plugin_handler(plugin.callback_handler, adapter, request)
     try:
         handler.check_arguments()  # the plugin's: provider error, code present, URL state == cookie state
@@ -156,7 +174,7 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "OAuth state already used: please log in again", headers=_clear_state())
         model = await adapter.authenticated_model(handler, None)  # code exchange, userdata, allow rules
         user = await adapter.apply_auth_model(model) if model is not None else None
-    except PLUGIN_FAILURES as e:
+    except plugin_failures() as e:
         raise _as_api_error(e) from None
     if user is None:
         log.warning("Refused a login through %s from %s", type(plugin).__name__, request.remote)
@@ -175,6 +193,8 @@ def _handler_paths(app: web.Application) -> list[tuple[str, Any]]:
     settings = app[keys.SETTINGS]
     if settings.authenticator_class != "plugin":
         return []
+    from gateway.authenticators.plugin import load_plugin_class
+
     cls = load_plugin_class(settings.authenticator_plugin)
     if not (_is_tornado_handler(getattr(cls, "login_handler", None))
             and _is_tornado_handler(getattr(cls, "callback_handler", None))):
