@@ -112,6 +112,7 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             raise
         try:
             site = listening_site(runner, settings.listen_host, settings.listen_port, reuse_address=True,
+                                  lane=app.get(keys.FRONT_LANE), drains=app[keys.FRONT_DRAINS],
                                   shutdown_timeout=settings.shutdown_timeout)
             await site.start()
             log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host,

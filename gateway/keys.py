@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gateway.vocab.models import Identity
     from gateway.vocab.security import CookieCipher
     from gateway.wire.forward import ProxyForwarder
+    from gateway.wire.frontdoor import Lane
     from gateway.wire.routing import RouteTable
 
 # Set by app.create_app and its contexts, in the order they start:
@@ -41,9 +42,8 @@ COOKIE_SECRET: web.AppKey[bytes] = web.AppKey("cookie_secret")
 COOKIE_CIPHER: web.AppKey[CookieCipher] = web.AppKey("cookie_cipher")
 AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer")
 PROXY: web.AppKey[ProxyForwarder] = web.AppKey("proxy")
-# gateway.proxy.ProxyLane for plain proxied requests, read by gateway.wire.frontdoor (which imports this
-# module, so its Lane protocol cannot be named here without a loop).
-FRONT_LANE: web.AppKey[object] = web.AppKey("front_lane")
+# The proxy's lane for plain proxied requests (gateway.proxy.ProxyLane), handed to the listening site's front doors.
+FRONT_LANE: web.AppKey[Lane] = web.AppKey("front_lane")
 SERVERS: web.AppKey[ServerManager] = web.AppKey("servers")
 SERVICES: web.AppKey[ServiceManager] = web.AppKey("services")
 OAUTH: web.AppKey[OAuthProvider] = web.AppKey("oauth")

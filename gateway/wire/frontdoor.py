@@ -28,7 +28,6 @@ from typing import Callable, Protocol
 
 from aiohttp import web
 
-from gateway import keys
 from gateway.wire.forward import STREAM_WRITE_HIGH
 from gateway.wire.http1 import PlainRequest, parse_plain_request, plain_text_response
 from gateway.wire.httpstrict import server_handler_args
@@ -327,8 +326,8 @@ class FrontDoor(asyncio.Protocol):
 
 
 class FrontDoorSite(web.TCPSite):
-    """A TCPSite whose connections open on a front door when the app provides a lane
-    (``app[keys.FRONT_LANE]``); without one it is aiohttp's own TCPSite.
+    """A TCPSite whose connections open on a front door when it is given a lane; without one it is
+    aiohttp's own TCPSite.
 
     Private aiohttp internals, used here and nowhere else (checked against the pinned aiohttp
     minor versions): ``TCPSite._server`` (the listening asyncio server, which ``stop`` closes),
@@ -343,25 +342,26 @@ class FrontDoorSite(web.TCPSite):
         sockets = self._server.sockets if self._server is not None else ()
         return sockets[0].getsockname()[1] if sockets else self._port
 
-    def __init__(self, runner: web.AppRunner, *args, lane: Lane | None, idle_timeout: float = 75.0,
-                 drain_timeout: float = 10.0, **kwargs) -> None:
+    def __init__(self, runner: web.AppRunner, *args, lane: Lane | None, drains: set[asyncio.Task[None]] | None = None,
+                 idle_timeout: float = 75.0, drain_timeout: float = 10.0, **kwargs) -> None:
         super().__init__(runner, *args, **kwargs)
         self._lane = lane
+        self._drains = drains
         self._idle_timeout = idle_timeout
         self._drain_timeout = drain_timeout
         self.doors: Doors | None = None
 
     async def stop(self) -> None:
         """Stop listening; the front doors' requests in flight get ``drain_timeout`` to finish,
-        alongside aiohttp's own (the app awaits ``app[keys.FRONT_DRAINS]`` before its proxy closes)."""
+        alongside aiohttp's own: the drain joins ``drains`` (which the app awaits before its proxy
+        closes), or is awaited here when there is no such set."""
         await super().stop()
         if self.doors is not None:
             drain = asyncio.get_running_loop().create_task(self.doors.shutdown(self._drain_timeout))
-            drains = self._runner.app.get(keys.FRONT_DRAINS) if isinstance(self._runner, web.AppRunner) else None
-            if drains is None:
+            if self._drains is None:
                 await drain
             else:
-                drains.add(drain)
+                self._drains.add(drain)
 
     async def start(self) -> None:
         if self._lane is None:
@@ -381,10 +381,10 @@ class FrontDoorSite(web.TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
-def listening_site(runner: web.AppRunner, host: str, port: int, *, shutdown_timeout: float,
-                   front_door: bool = True, **kwargs) -> FrontDoorSite:
-    """The gateway's listening site: front doors when the app has a lane (``c.Gateway.front_doors``,
-    the default) and ``front_door`` is not False."""
-    lane = runner.app.get(keys.FRONT_LANE) if front_door else None
-    return FrontDoorSite(runner, host, port, lane=lane, idle_timeout=server_handler_args()["keepalive_timeout"],
+def listening_site(runner: web.AppRunner, host: str, port: int, *, lane: Lane | None,
+                   drains: set[asyncio.Task[None]] | None, shutdown_timeout: float, **kwargs) -> FrontDoorSite:
+    """The gateway's listening site: front doors when given a lane (the proxy's, with
+    ``c.Gateway.front_doors``, the default), whose shutdown drains join ``drains``."""
+    return FrontDoorSite(runner, host, port, lane=lane, drains=drains,
+                         idle_timeout=server_handler_args()["keepalive_timeout"],
                          drain_timeout=shutdown_timeout, **kwargs)

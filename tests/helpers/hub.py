@@ -112,7 +112,7 @@ async def start_hub_with(settings: Settings, configure: Callable[[web.Applicatio
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)  # as the CLI
     await runner.setup()
     site = listening_site(runner, "127.0.0.1", settings.listen_port, shutdown_timeout=shutdown_timeout,
-                          front_door=front_door)
+                          lane=app.get(keys.FRONT_LANE) if front_door else None, drains=app[keys.FRONT_DRAINS])
     await site.start()
     port = runner.addresses[0][1]
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

@@ -183,7 +183,7 @@ async def test_both_paths_send_and_answer_the_same(start_hub, backend):
         if not front_door:  # a second gateway listening without front doors
             await hub.site.stop()
             from gateway.wire.frontdoor import listening_site
-            hub.site = listening_site(hub.runner, "127.0.0.1", 0, shutdown_timeout=1, front_door=False)
+            hub.site = listening_site(hub.runner, "127.0.0.1", 0, shutdown_timeout=1, lane=None, drains=None)
             await hub.site.start()
             hub.url = f"http://127.0.0.1:{hub.site.port}"
         token = await mount(hub, backend)
