@@ -10,26 +10,26 @@ from aiohttp import web
 from gateway import JUPYTERHUB_API_VERSION, __version__, keys
 from gateway.identity import server_view
 from gateway.auth import authenticated, current_identity, public, requires_scope
+from gateway.authenticators.builtin import AUTHENTICATORS
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import mount_api
 from gateway.routes.common import user_server_models
+from gateway.spawners.local import spawner_class_for
 from gateway.vocab import scopes
 from gateway.vocab.serialize import service_model, user_model
 
 routes = web.RouteTableDef()
 
-AUTHENTICATOR_CLASSES = {
-    "password": "gateway.authenticators.PasswordAuthenticator",
-    "pam": "gateway.authenticators.PAMAuthenticator",
-    "dummy": "gateway.authenticators.DummyAuthenticator",
-    "shared-password": "gateway.authenticators.SharedPasswordAuthenticator",
-}
+
+def class_path(cls: type) -> str:
+    """Where a class is imported from, as JupyterHub reports its spawner and authenticator classes."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def authenticator_info(app: web.Application) -> dict[str, str]:
     settings = app[keys.SETTINGS]
     if settings.authenticator_class != "plugin":
-        return {"class": AUTHENTICATOR_CLASSES[settings.authenticator_class], "version": __version__}
+        return {"class": class_path(AUTHENTICATORS[settings.authenticator_class]), "version": __version__}
     cls = type(app[keys.AUTHENTICATOR].plugin)  # a JupyterHub Authenticator plugin, as JupyterHub reports it
     package = sys.modules.get(cls.__module__.split(".")[0])
     return {"class": f"{cls.__module__}.{cls.__name__}", "version": getattr(package, "__version__", "unknown")}
@@ -47,7 +47,7 @@ def _spawner_info(settings) -> dict:
         module = sys.modules.get(plugin.__module__.split(".")[0])
         return {"class": f"{plugin.__module__}.{plugin.__qualname__}",
                 "version": getattr(module, "__version__", "unknown")}
-    return {"class": f"gateway.spawner.ProcessSpawner ({settings.spawner_class})", "version": __version__}
+    return {"class": class_path(spawner_class_for(settings.spawner_class)), "version": __version__}
 
 
 @routes.get("/info")

@@ -7,6 +7,7 @@ proxy's, and shutdown ends a real gateway process.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import time
@@ -175,3 +176,20 @@ async def test_delete_user_stops_its_servers_first(nhub):
     await expect(hub, "DELETE", "/users/alice", 204, token=admin)
     assert await until_dead(server.state["spawner"]["pid"]) and await until_dead(named.state["spawner"]["pid"])
     assert "/user/alice/" not in (await expect(hub, "GET", "/proxy", 200, token=admin)).body
+
+
+def imported(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("authenticator_class", ["dummy", "password", "shared-password"])
+async def test_info_names_the_builtin_classes_where_they_live(start_hub, authenticator_class):
+    """/hub/api/info reports importable class paths of the built-in spawner and authenticator."""
+    extra = {"shared_password": "shared-secret-1"} if authenticator_class == "shared-password" else {}
+    hub = await start_hub(authenticator_class=authenticator_class, spawner_class="simple", **extra)
+    admin = await hub.new_token("root", admin=True)
+    r = await expect(hub, "GET", "/info", 200, token=admin)
+    assert imported(r.body["authenticator"]["class"]) is type(hub.app[keys.AUTHENTICATOR])
+    assert r.body["spawner"]["class"] == "gateway.spawners.local.ProcessSpawner"
+    assert imported(r.body["spawner"]["class"]).__name__ == "ProcessSpawner"
