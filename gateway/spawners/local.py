@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gateway.spawners import procs
+from gateway.spawners import probe, procs
 from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
 
 log = logging.getLogger("gateway.spawner")
@@ -345,8 +344,9 @@ class ProcessSpawner(Spawner):
                     raise _PortTaken(tail)
                 raise SpawnError(f"Server at {self.spec.server_prefix} exited with status {status} "
                                  "before it was ready.", tail)
-            sock = await _connect(port)
-            if sock is not None and await self._answers(sock, port, path, deadline):
+            sock = await probe.connect(port)
+            if sock is not None and await probe.answers(sock, port, path, deadline, check_interval=EXIT_CHECK_INTERVAL,
+                                                        exited=lambda: self._poll() is not None):
                 if procs.listener_in_session(port, self._pid) is False:
                     raise _PortTaken(f"another process listens on port {port}")
                 return
@@ -356,24 +356,6 @@ class ProcessSpawner(Spawner):
                 raise SpawnError(f"Server at {self.spec.server_prefix} did not answer within "
                                  f"{self.options.http_timeout:g} seconds (Spawner.http_timeout).", tail)
             await asyncio.sleep(READY_POLL_INTERVAL)
-
-    async def _answers(self, sock: socket.socket, port: int, path: str, deadline: float) -> bool:
-        """Send one GET over the connected socket; True on any HTTP status line.
-
-        A server may accept connections well before it answers (jupyter-server binds, then loads
-        its extensions), so the request stays out while we watch for the process dying.
-        """
-        loop = asyncio.get_running_loop()
-        probe = asyncio.ensure_future(_status_line(loop, sock, port, path))
-        try:
-            while True:
-                done, _ = await asyncio.wait({probe}, timeout=EXIT_CHECK_INTERVAL)
-                if done:
-                    return probe.result()
-                if self._poll() is not None or loop.time() >= deadline:
-                    return False
-        finally:
-            probe.cancel()  # the probe closes the socket itself, once its reader is unregistered
 
     def _tail(self) -> str:
         if not self._log_path:
@@ -481,37 +463,6 @@ class ProcessSpawner(Spawner):
                 loop.remove_reader(fd)
         finally:
             os.close(fd)
-
-
-async def _connect(port: int) -> socket.socket | None:
-    """A connected socket to 127.0.0.1:port, or None (refused at once when nothing listens)."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, (procs.LOOPBACK, port)), 1.0)
-    except (OSError, TimeoutError):
-        sock.close()
-        return None
-    return sock
-
-
-async def _status_line(loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int, path: str) -> bool:
-    request = (f"GET {path} HTTP/1.1\r\nHost: {procs.LOOPBACK}:{port}\r\nAccept: application/json\r\n"
-               "User-Agent: gateway-spawner\r\nConnection: close\r\n\r\n").encode("ascii")
-    data = b""
-    try:
-        await loop.sock_sendall(sock, request)
-        while b"\r\n" not in data and len(data) < 1024:
-            chunk = await loop.sock_recv(sock, 1024)
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return data.startswith(b"HTTP/")
 
 
 SPAWNER_CLASSES: dict[str, type[Spawner]] = {
