@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.spawners import hooks as spawn_hooks
+from gateway.spawners.base import DEFAULT_ENV_KEEP
 
 log = logging.getLogger("gateway.config")
 
@@ -79,18 +80,6 @@ SPAWNER_ALIASES = {
     "LocalProcessSpawner": "localprocess",
     "SimpleLocalProcessSpawner": "simple",
 }
-
-DEFAULT_ENV_KEEP = (
-    "PATH",
-    "PYTHONPATH",
-    "CONDA_ROOT",
-    "CONDA_DEFAULT_ENV",
-    "VIRTUAL_ENV",
-    "LANG",
-    "LC_ALL",
-    "JUPYTERHUB_SINGLEUSER_APP",
-)
-
 
 class ConfigError(Exception):
     """Raised with every problem found; ``problems`` holds one message per problem."""

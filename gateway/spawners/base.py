@@ -24,9 +24,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from gateway.config import DEFAULT_ENV_KEEP
 from gateway.spawners import hooks as spawn_hooks
 from gateway.spawners.hooks import SpawnHooks
+
+
+# The environment variables a server inherits from the gateway's (c.Spawner.env_keep's default).
+DEFAULT_ENV_KEEP = (
+    "PATH",
+    "PYTHONPATH",
+    "CONDA_ROOT",
+    "CONDA_DEFAULT_ENV",
+    "VIRTUAL_ENV",
+    "LANG",
+    "LC_ALL",
+    "JUPYTERHUB_SINGLEUSER_APP",
+)
 
 
 @dataclass(frozen=True)
