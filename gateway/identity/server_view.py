@@ -1,10 +1,10 @@
 """Each single-user server's own view of the hub API, so that backends trust only the gateway.
 
-A server is told ``JUPYTERHUB_API_URL=<hub api>/_server/<server id>``: the whole API answers there
-too (``routes.apiutil.mount_api`` registers every route under both prefixes), but only to the server's own
-credentials: its secret (the token the proxy puts in every request it forwards) and the OAuth
-tokens the gateway issued to the server's OAuth client (its browser logins). Any other credential
-counts as none there.
+A server is told ``JUPYTERHUB_API_URL=<hub api>/_server/<server id>`` (``vocab.serialize.server_api_url``):
+the whole API answers there too (``routes.apiutil.mount_api`` registers every route under both
+prefixes), but only to the server's own credentials: its secret (the token the proxy puts in every
+request it forwards) and the OAuth tokens the gateway issued to the server's OAuth client (its
+browser logins). Any other credential counts as none there.
 
 Why: ``jupyterhub-singleuser`` (HubAuth) asks ``$JUPYTERHUB_API_URL/user`` about whatever token a
 request carries. A user's hub token sent straight to the server's port, bypassing the proxy, is such
@@ -19,20 +19,15 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.vocab.models import ANONYMOUS, Identity
+from gateway.vocab.serialize import SERVER_API_SEGMENT as SEGMENT
 from gateway.services.oauth import server_client_id
 
-SEGMENT = "_server"
 MATCH_KEY = "gateway_server_id"
 
 
 def route_prefix(api_prefix: str) -> str:
     """The route form of a server's API prefix, for ``api_prefix`` = the API's route without its slash."""
     return f"{api_prefix}/{SEGMENT}/{{{MATCH_KEY}:[0-9]+}}"
-
-
-def server_api_url(hub_api_url: str, server_id: int) -> str:
-    """The JUPYTERHUB_API_URL a server is given."""
-    return f"{hub_api_url.rstrip('/')}/{SEGMENT}/{server_id}"
 
 
 async def own_credentials_only(request: web.Request, identity: Identity) -> Identity:

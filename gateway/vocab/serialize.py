@@ -43,6 +43,14 @@ def user_url(base_url: str, user_name: str, server_name: str = "") -> str:
     return url + f"{url_path_escape(server_name)}/" if server_name else url
 
 
+SERVER_API_SEGMENT = "_server"  # see gateway.identity.server_view
+
+
+def server_api_url(hub_api_url: str, server_id: int) -> str:
+    """The JUPYTERHUB_API_URL a server is given: its own view of the hub API."""
+    return f"{hub_api_url.rstrip('/')}/{SERVER_API_SEGMENT}/{server_id}"
+
+
 def progress_url(base_url: str, user_name: str, server_name: str = "") -> str:
     user = url_path_escape(user_name)
     if server_name:

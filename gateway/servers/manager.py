@@ -5,10 +5,8 @@ Vocabulary:
   (``spawn`` or ``stop``, None when settled), the running start/stop task, and the events of
   the current (or last) start for the progress stream.
 - ready: started, answering, routed. ``pending`` and ``ready`` are what the REST API reports.
-- secret: the server's own hub token (scopes of the ``server`` role for that server), created
-  per start, deleted at stop. The proxy sends it to the backend; at rest it is kept only
-  encrypted (with a key derived from the cookie secret) in the server's state, so a
-  restarted gateway can route to servers that kept running.
+- secret: the server's own hub token (see ``gateway.servers.making``); at rest it is kept only
+  encrypted (cookie-secret key) in the server's state, so a restarted gateway can route to it.
 
 Restart recovery: at start-up every server recorded as running is polled; live ones are routed
 again, dead ones marked stopped. Watching: each running server has a task that waits for its
@@ -21,25 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import json
 import logging
 import random
-import signal
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.config import Settings
-from gateway.identity import server_view
-from gateway.errors import ApiError
+from gateway.servers.entries import Entry, cancel_starts, describe, progress_events, ready_event
+from gateway.servers.making import SpawnerMaker
 from gateway.spawners import hooks as spawn_hooks
-from gateway.spawners import procs
-from gateway.spawners.base import ServerSpec, Spawner, SpawnerOptions, SpawnError
-from gateway.spawners.local import spawner_class_for
+from gateway.spawners.base import ServerSpec, Spawner, SpawnError
 from gateway.store import Store, StoreError
-from gateway.vocab import scopes
 from gateway.vocab.models import Server, User
 from gateway.vocab.names import valid_display_name, valid_server_name
 from gateway.vocab.refusals import AlreadyExists, Busy, Refused
@@ -53,41 +44,6 @@ SLOW_SPAWN_TIMEOUT = 10.0  # JupyterHub's slow_spawn_timeout: POST answers 201 i
 SLOW_STOP_TIMEOUT = 10.0
 
 
-def describe(user_name: str, server_name: str) -> str:
-    """JupyterHub's way of naming a server in messages: 'alice' or 'alice:nb'."""
-    return f"{user_name}:{server_name}" if server_name else user_name
-
-
-@dataclass
-class Entry:
-    user_name: str
-    server_name: str
-    server_id: int
-    user_id: int
-    spawner: Spawner | None = None
-    pending: str | None = None  # 'spawn' | 'stop' | None
-    ready: bool = False
-    task: asyncio.Task | None = None
-    watcher: asyncio.Task | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    failure: str | None = None
-    failure_status: int = 500  # 400 when the user's options were refused
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    spawn_started: float = 0.0
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.user_name, self.server_name)
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        self.notify()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-
 class ServerManager:
     def __init__(self, store: Store, settings: Settings, *, cipher: CookieCipher, hub_api_url: str,
                  routes: Any = None, activity: Any = None, metrics: Any = None):
@@ -98,10 +54,7 @@ class ServerManager:
         self.routes = routes  # gateway.wire.routing.RouteTable, when the proxy is wired
         self.activity = activity
         self.metrics = metrics
-        self.authenticator: Any = None  # a JupyterHub authenticator plugin, when one is loaded
-        self.auth_state_reader: spawn_hooks.AuthStateReader | None = None  # set with the authenticator
-        self._plugin_context: Any = None
-        self.apply_settings(settings)
+        self.maker = SpawnerMaker(store, settings, hub_api_url=hub_api_url)
         self._entries: dict[tuple[str, str], Entry] = {}
         self._route_servers: dict[str, Entry] = {}  # route prefix -> entry, for activity
         self._closing = False
@@ -109,50 +62,20 @@ class ServerManager:
     def apply_settings(self, settings: Settings) -> None:
         """Use these settings for limits and future starts (SIGHUP); running servers are left alone."""
         self.settings = settings
-        self.options = SpawnerOptions(
-            cmd=settings.spawner_cmd,
-            args=settings.spawner_args,
-            environment=dict(settings.spawner_environment),
-            env_keep=settings.spawner_env_keep,
-            start_timeout=settings.spawner_start_timeout,
-            http_timeout=settings.spawner_http_timeout,
-            default_url=settings.spawner_default_url,
-            notebook_dir=settings.spawner_notebook_dir,
-            home_dir_template=settings.spawner_home_dir_template,
-            switch_user=settings.spawner_class != "simple",
-            data_dir=settings.state_dir,
-            hooks=spawn_hooks.SpawnHooks(
-                pre_spawn_hook=settings.spawner_pre_spawn_hook, post_stop_hook=settings.spawner_post_stop_hook,
-                auth_state_hook=settings.spawner_auth_state_hook,
-                apply_user_options=settings.spawner_apply_user_options,
-                group_overrides=settings.spawner_group_overrides, options_form=settings.spawner_options_form,
-                options_from_form=settings.spawner_options_from_form),
-            mem_limit=settings.spawner_mem_limit, cpu_limit=settings.spawner_cpu_limit,
-            mem_guarantee=settings.spawner_mem_guarantee, cpu_guarantee=settings.spawner_cpu_guarantee,
-        )
-        self.servers_hub_api_url = servers_hub_api_url(settings, self.hub_api_url)
-        if settings.spawner_class == "plugin":
-            from gateway.spawners.plugin import PluginContext, plugin_spawner_class
-
-            if self._plugin_context is None:
-                self._plugin_context = PluginContext(self.store, self.authenticator)
-            self.spawner_class = plugin_spawner_class(settings.spawner_plugin, settings.plugin_config,
-                                                      self._plugin_context, stop_timeout=settings.plugin_stop_timeout)
-        else:
-            self.spawner_class = spawner_class_for(settings.spawner_class)
+        self.maker.apply_settings(settings)
 
     @property
     def plugin_context(self) -> Any:
         """Live plugin spawners (batchspawner's port report finds them here); None without plugins."""
-        return self._plugin_context
+        return self.maker.plugin_context
 
     def set_authenticator(self, authenticator: Any, auth_state_reader: spawn_hooks.AuthStateReader | None) -> None:
         """The JupyterHub authenticator plugin (or None) spawner plugins see, and how auth_state is read."""
-        self.authenticator = authenticator
-        self.auth_state_reader = auth_state_reader
-        if self._plugin_context is not None:
-            self._plugin_context.authenticator = authenticator
-            self._plugin_context.auth_state_reader = auth_state_reader
+        self.maker.set_authenticator(authenticator, auth_state_reader)
+
+    async def spawner_for_form(self, user: User, server_name: str) -> Spawner:
+        """A spawner that is not started: for its options form and options_from_form."""
+        return await self.maker.for_form(user, server_name)
 
     # ------------------------------------------------------------ queries
 
@@ -262,76 +185,21 @@ class ServerManager:
         if active and self.active_count() >= active:
             raise Busy("Active user limit exceeded. Try again in a few minutes.", retry_after=random.randint(30, 60))
 
-    def _spec(self, server: Server, secret: str, *, route_secret: str = "", user: User | None = None,
-              groups: tuple[str, ...] = ()) -> ServerSpec:
-        settings = self.settings
-        return ServerSpec(
-            user=server.user_name,
-            server_name=server.name,
-            base_url=settings.base_url,
-            prefix=user_url(settings.base_url, server.user_name, server.name),
-            api_token=secret,
-            route_secret=route_secret or secret,
-            hub_api_url=server_view.server_api_url(self.servers_hub_api_url, server.id),  # its own view of the API
-            hub_url_base=settings.hub_prefix,
-            admin_access=settings.admin_access,
-            user_options=server.user_options,
-            user_id=server.user_id,
-            user_admin=bool(user and user.admin),
-            user_groups=groups,
-            display_name=server.display_name,
-            public_url=(settings.public_url.rstrip("/") + user_url(settings.base_url, server.user_name, server.name))
-            if settings.public_url else "",
-        )
-
-    async def _new_secret(self, server: Server) -> str:
-        await self.store.delete_tokens(server_id=server.id)  # a previous start's token, if any survived
-        server_scopes = [scopes.access_scope(server.user_name, server.name),
-                         f"users:activity!user={server.user_name}"]
-        _, secret = await self.store.create_token(
-            "user", server.user_id, note=f"Server at {user_url(self.settings.base_url, server.user_name, server.name)}",
-            scopes=server_scopes, server_id=server.id)
-        return secret
-
-    async def _new_route_secret(self, server: Server) -> str:
-        """What the proxy presents to a plugin's server: access to that one server, nothing else."""
-        _, secret = await self.store.create_token(
-            "user", server.user_id, note=f"Proxy to {user_url(self.settings.base_url, server.user_name, server.name)}",
-            scopes=[scopes.access_scope(server.user_name, server.name)], server_id=server.id)
-        return secret
-
-    def _make_spawner(self, spec: ServerSpec, state: Mapping[str, Any] | None = None) -> Spawner:
-        spawner = self.spawner_class(self.options, spec, state)
-        spawner.user._auth_state_reader = self.auth_state_reader  # for user.get_auth_state()
-        return spawner
-
-    async def spawner_for_form(self, user: User, server_name: str) -> Spawner:
-        """A spawner that is not started: for its options form and options_from_form."""
-        server = await self.store.get_server(user.id, server_name)
-        groups = tuple((await self.store.groups_of_users([user.id])).get(user.id, []))
-        if server is None:
-            server = Server(id=0, user_id=user.id, user_name=user.name, name=server_name)
-        spec = self._spec(server, "", user=user, groups=groups)
-        return self._make_spawner(spec)
-
-    async def _start_spawner(self, spawner: Spawner) -> str:
-        await spawner.prepare(await spawn_hooks.read_auth_state(self.auth_state_reader, spawner.spec.user))
-        return await spawner.start()
-
     async def _spawn(self, entry: Entry, server: Server) -> None:
         name = describe(entry.user_name, entry.server_name)
         spawner: Spawner | None = None
         try:
-            secret = await self._new_secret(server)
-            route_secret = await self._new_route_secret(server) if self.spawner_class.separate_route_secret else secret
+            secret = await self.maker.new_secret(server)
+            separate = self.maker.spawner_class.separate_route_secret
+            route_secret = await self.maker.new_route_secret(server) if separate else secret
             user = await self.store.get_user_by_id(server.user_id)
             groups = tuple((await self.store.groups_of_users([server.user_id])).get(server.user_id, []))
-            spec = self._spec(server, secret, route_secret=route_secret, user=user, groups=groups)
-            spawner = self._make_spawner(spec)
+            spec = self.maker.spec(server, secret, route_secret=route_secret, user=user, groups=groups)
+            spawner = self.maker.make(spec)
             entry.spawner = spawner
             forward = asyncio.create_task(self._forward_progress(entry, spawner))
             try:
-                url = await asyncio.wait_for(self._start_spawner(spawner), spawner.start_timeout + 5)
+                url = await asyncio.wait_for(self.maker.start(spawner), spawner.start_timeout + 5)
             finally:
                 forward.cancel()
             state = {"spawner": spawner.get_state(), "secret": self.cipher.encrypt(route_secret)}
@@ -339,10 +207,7 @@ class ServerManager:
             await self.store.update_server(entry.server_id, url=url, state=state, started=now, last_activity=now)
             self._route(entry, url, route_secret)
             entry.ready, entry.pending, entry.failure, entry.failure_status = True, None, None, 500
-            prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
-            entry.emit({"progress": 100, "ready": True, "message": f"Server ready at {prefix}",
-                        "html_message": f'Server ready at <a href="{html.escape(prefix)}">{html.escape(prefix)}</a>',
-                        "url": prefix})
+            entry.emit(ready_event(self.settings.base_url, entry))
             entry.watcher = asyncio.create_task(self._watch(entry, spawner), name=f"watch {name}")
             self._observe_spawn("success", entry)
             log.info("Server %s ready at %s", name, url)
@@ -577,28 +442,9 @@ class ServerManager:
     async def progress(self, user_name: str, server_name: str) -> AsyncIterator[dict[str, Any]]:
         """Events of the current start (all of them, from the first), ending with ready or failed."""
         entry = self.entry(user_name, server_name)
-        if entry is None:
-            return
-        index = 0
-        while True:
-            changed = entry.changed
-            while index < len(entry.events):
-                event = entry.events[index]
-                index += 1
+        if entry is not None:
+            async for event in progress_events(entry, self.settings.base_url):
                 yield event
-                if event.get("ready") or event.get("failed"):
-                    return
-            if entry.pending != "spawn":
-                if entry.ready:
-                    yield entry.events[-1] if entry.events and entry.events[-1].get("ready") else self.ready_event(entry)
-                return
-            await changed.wait()
-
-    def ready_event(self, entry: Entry) -> dict[str, Any]:
-        prefix = user_url(self.settings.base_url, entry.user_name, entry.server_name)
-        return {"progress": 100, "ready": True, "message": f"Server ready at {prefix}",
-                "html_message": f'Server ready at <a href="{html.escape(prefix)}">{html.escape(prefix)}</a>',
-                "url": prefix}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -608,12 +454,12 @@ class ServerManager:
             state = server.state or {}
             secret = self.cipher.decrypt(state.get("secret", "")) or ""
             entry = Entry(server.user_name, server.name, server.id, server.user_id)
-            spawner = self._make_spawner(self._spec(server, secret), state.get("spawner") or {})
+            spawner = self.maker.make(self.maker.spec(server, secret), state.get("spawner") or {})
             alive = bool(secret) and await spawner.poll() is None
             self._entries[entry.key] = entry
             if alive:
                 entry.spawner, entry.ready = spawner, True
-                entry.events = [self.ready_event(entry)]
+                entry.events = [ready_event(self.settings.base_url, entry)]
                 self._route(entry, server.url, secret)
                 entry.watcher = asyncio.create_task(self._watch(entry, spawner))
                 log.info("Found running server %s at %s", describe(*entry.key), server.url)
@@ -632,7 +478,7 @@ class ServerManager:
         self._closing = True
         self._poller.cancel()
         pending = [e.task for e in self._entries.values() if e.task is not None and not e.task.done()]
-        await self._cancel_starts([e for e in self._entries.values() if e.pending == "spawn" and e.task is not None])
+        await cancel_starts([e for e in self._entries.values() if e.pending == "spawn" and e.task is not None])
         if self.settings.cleanup_servers:
             log.info("Stopping all servers (cleanup_servers)")
             await self.stop_all_servers()
@@ -640,37 +486,3 @@ class ServerManager:
             if entry.watcher is not None:
                 entry.watcher.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-    async def _cancel_starts(self, entries: list[Entry], bound: float = 5.0) -> None:
-        """Cancel pending starts, within ``bound`` seconds. A cancellation can be lost when it lands just
-        as a timeout fires (asyncio.wait_for on Python 3.11), so cancel again until the task ends; a start
-        that still runs after the bound has its process group killed, so the gateway's stop stays bounded."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + bound
-        tasks = {e.task for e in entries if e.task is not None and not e.task.done()}
-        while tasks and loop.time() < deadline:
-            for task in tasks:
-                task.cancel()
-            _, tasks = await asyncio.wait(tasks, timeout=0.2)
-        for entry in entries:
-            if entry.task in tasks and entry.spawner is not None and entry.spawner.pid:
-                log.warning("Start of %s did not end when cancelled: killing it", describe(*entry.key))
-                procs.signal_group(entry.spawner.pid, signal.SIGKILL)
-
-
-def servers_hub_api_url(settings: Settings, hub_api_url: str) -> str:
-    """JUPYTERHUB_API_URL for servers: hub_connect_url / hub_connect_ip when set (servers on other hosts)."""
-    connect = settings.spawner_hub_connect_url or settings.hub_connect_url
-    if connect:
-        parts = urlsplit(connect)
-        return f"{parts.scheme or 'http'}://{parts.netloc}{settings.api_prefix.rstrip('/')}"
-    if settings.hub_connect_ip:
-        parts = urlsplit(hub_api_url)
-        host = f"[{settings.hub_connect_ip}]" if ":" in settings.hub_connect_ip else settings.hub_connect_ip
-        return f"{parts.scheme}://{host}:{parts.port}{parts.path}"
-    return hub_api_url
-
-
-def encode_event(event: Mapping[str, Any]) -> bytes:
-    return f"data: {json.dumps(event)}\n\n".encode()
