@@ -36,7 +36,7 @@ from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, serv
 from gateway.services.managed import ServiceManager
 from gateway.store import Store
 from gateway.vocab import security
-from gateway.wire.httpstrict import make_strict_middleware, server_handler_args
+from gateway.wire.httpstrict import make_strict_middleware, make_unrouted_middleware, server_handler_args
 from gateway.wire.routing import RouteTable
 
 log = logging.getLogger("gateway")
@@ -169,28 +169,27 @@ ON_SHUTDOWN = (proxy.close_websockets, servers.end_progress_streams)  # listener
 
 def caller_name(request: web.BaseRequest) -> str:
     """The access log's user part: the caller's user or service name, '-' when anonymous."""
-    identity = request.get(keys.IDENTITY)
+    identity = request.get(keys.IDENTITY)  # set by a hub part's middleware or by the proxy
     return "-" if identity is None or identity.anonymous else identity.name
 
 
-def hub_prefix(request: web.BaseRequest) -> str:
-    try:
-        return request.app[keys.SETTINGS].hub_route  # type: ignore[attr-defined]  # compared with request.path
-    except (AttributeError, AssertionError, KeyError, RuntimeError):
-        return "/hub/"  # a request the parser refused has no app; it is a 4xx, logged as such anyway
+def hub_part(settings: Settings, app_metrics: Metrics, *, api: bool) -> web.Application:
+    """One part of the hub, as an aiohttp sub-app with its own middlewares (outermost first)."""
+    return web.Application(middlewares=[
+        make_timing_middleware(app_metrics),  # sees the status the error middleware made
+        make_error_middleware(api, None if api else kit.error_page),  # JSON for the API, HTML pages
+        # after the error middleware, so that its refusals get the part's error shape
+        make_strict_middleware(lambda request: settings.max_body_size),
+        make_identity_middleware(),
+    ])
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The root app holds the proxy's routes (``proxy.proxied`` checks strictness itself), the
+    ``<base_url>`` redirect and everything app-wide; ``<base_url>hub/api`` and ``<base_url>hub`` are
+    sub-apps with the hub's middlewares."""
     app_metrics = Metrics()
-    middlewares = [
-        proxy.make_fast_path(),  # proxied requests skip the hub's middlewares below
-        make_timing_middleware(app_metrics, settings.hub_route),  # sees the status the error middleware made
-        # route forms: the middlewares compare them with request.path, which aiohttp decodes
-        make_error_middleware(settings.api_route, settings.hub_route, kit.error_page),
-        # after the error middleware, so that its refusals get the API's JSON shape under /hub/api
-        make_strict_middleware(proxy.body_limit(settings)),
-        make_identity_middleware(settings.hub_route),
-    ]
+    middlewares = [make_unrouted_middleware(lambda request: settings.max_body_size)]
     if settings.base_url != "/":  # base_url may be spelt two ways (escaped or not): one for browsers
         middlewares.insert(0, make_base_spelling_middleware(settings.base_url, settings.base_route))
     app = web.Application(
@@ -198,14 +197,20 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_size,
         # Parser limits (above the 414/431 thresholds httpstrict answers) and the access logger ride in
         # handler_args, which override the runner's arguments: the CLI and the tests run the same server.
-        handler_args={**server_handler_args(), **access_log_args(caller_name, hub_prefix)},
+        handler_args={**server_handler_args(), **access_log_args(caller_name)},
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = app_metrics  # before any context: the ServerManager records into it
     app[keys.ROUTES] = RouteTable()
     app[keys.FRONT_DRAINS] = set()
-    for setup in ROUTE_SETUPS:
+    app[keys.API_APP] = hub_part(settings, app_metrics, api=True)
+    app[keys.HUB_APP] = hub_part(settings, app_metrics, api=False)
+    for setup in ROUTE_SETUPS:  # shared state on the root app; routes on the root app or a part
         setup(app)
+    # Sub-app prefixes in route form (aiohttp matches the decoded path); mounted once their routes are in.
+    # aiohttp tries the longer prefix first: /hub/api/... reaches the API, never the pages.
+    app.add_subapp(settings.api_route.rstrip("/"), app[keys.API_APP])
+    app.add_subapp(settings.hub_route.rstrip("/"), app[keys.HUB_APP])
     app.cleanup_ctx.extend(CONTEXTS)
     app.on_startup.extend(ON_STARTUP)
     app.on_shutdown.extend(ON_SHUTDOWN)

@@ -54,7 +54,7 @@ async def resolve_identity(request: web.Request, *, allow_query_token: bool = Fa
 
     A token equal to ``not_a_credential`` counts as no token (the proxy passes a server's own
     secret: jupyterhub-singleuser hands it to the browser in JupyterLab's page config)."""
-    authorizer = request.app[keys.AUTHORIZER]
+    authorizer = request.config_dict[keys.AUTHORIZER]
     token = bearer_token(request)
     if token is None and allow_query_token and query_token_allowed(request):
         token = request.query.get("token")
@@ -73,15 +73,13 @@ async def resolve_identity(request: web.Request, *, allow_query_token: bool = Fa
     return ANONYMOUS
 
 
-def make_identity_middleware(hub_prefix: str):
-    """Resolve the identity of hub requests once. Proxied paths resolve their own (they accept ?token= on upgrades)."""
+def make_identity_middleware():
+    """Resolve the identity of hub requests once (a middleware of the hub's sub-apps). Proxied paths
+    resolve their own (they accept ?token= on upgrades)."""
 
     @web.middleware
     async def identity_middleware(request: web.Request, handler):
-        if request.path.startswith(hub_prefix):
-            request[keys.IDENTITY] = await server_view.own_credentials_only(request, await resolve_identity(request))
-        else:
-            request[keys.IDENTITY] = ANONYMOUS
+        request[keys.IDENTITY] = await server_view.own_credentials_only(request, await resolve_identity(request))
         return await handler(request)
 
     return identity_middleware
@@ -110,8 +108,8 @@ def api_cookie_check(request: web.Request, identity: Identity) -> Identity:
     if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.body_exists \
             and request.content_type != "application/json":
         return ANONYMOUS  # as JupyterHub: a cookie-authenticated form post to the API is not authenticated
-    authorizer = request.app[keys.AUTHORIZER]
-    if not authorizer.check_xsrf(identity, presented_xsrf(request), request.app[keys.SETTINGS].hub_prefix):
+    authorizer = request.config_dict[keys.AUTHORIZER]
+    if not authorizer.check_xsrf(identity, presented_xsrf(request), request.config_dict[keys.SETTINGS].hub_prefix):
         raise ApiError(403, f"'_xsrf' argument missing from {request.method}" if not presented_xsrf(request)
                        else "'_xsrf' argument invalid")
     return identity
@@ -130,7 +128,7 @@ async def resource_of(request: web.Request) -> dict[str, object]:
     user = match.get("user_name")
     if user is not None:
         resource["user"] = user
-        resource["user_groups"] = await request.app[keys.AUTHORIZER].groups_of(user)
+        resource["user_groups"] = await request.config_dict[keys.AUTHORIZER].groups_of(user)
         if "server_name" in match:
             resource["server"] = f"{user}/{match['server_name']}"
     if "group_name" in match:

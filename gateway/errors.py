@@ -63,11 +63,6 @@ async def plain_html_error(request: web.Request, status: int, message: str | Non
     return web.Response(text=body, status=status, content_type="text/html")
 
 
-def _is_api(request: web.Request, api_prefix: str) -> bool:
-    path = request.path
-    return path.startswith(api_prefix) or path + "/" == api_prefix
-
-
 def _http_exception_message(e: web.HTTPException) -> str | None:
     # aiohttp fills text with "404: Not Found"; JupyterHub says null for bare errors.
     text = e.text or ""
@@ -83,18 +78,15 @@ def refusal_answer(e: Refused) -> tuple[int, str, Mapping[str, str] | None]:
     return (409 if isinstance(e, AlreadyExists) else 400), e.message, None
 
 
-def make_error_middleware(api_prefix: str, hub_prefix: str, render_page: HtmlRenderer | None = None):
-    """One middleware for hub responses: error shapes and JupyterHub's headers. Proxied paths pass untouched.
+def make_error_middleware(api: bool, render_page: HtmlRenderer | None = None):
+    """The error middleware of one part of the hub: error shapes and JupyterHub's headers.
 
-    ``render_page`` draws HTML error pages (the pages' template); without it, a plain page."""
+    ``api``: JSON errors (the API sub-app), else HTML error pages drawn by ``render_page`` (the pages'
+    template; without it, a plain page)."""
     render_page = render_page or plain_html_error
 
     @web.middleware
     async def errors(request: web.Request, handler):
-        is_hub = request.path.startswith(hub_prefix) or request.path + "/" == hub_prefix
-        if not is_hub:
-            return await _page_or_passthrough(request, handler, render_page)
-        api = _is_api(request, api_prefix)
         try:
             response = await handler(request)
         except ApiError as e:
@@ -118,18 +110,6 @@ def make_error_middleware(api_prefix: str, hub_prefix: str, render_page: HtmlRen
         return response
 
     return errors
-
-
-async def _page_or_passthrough(request: web.Request, handler, render_page: HtmlRenderer):
-    try:
-        return await handler(request)
-    except ApiError as e:
-        return await _render(request, render_page, False, e.status, e.message, e.headers)
-    except Refused as e:
-        return await _render(request, render_page, False, *refusal_answer(e))
-    except StoreError as e:
-        log.error("%s %s: %s", request.method, loggable_url(request.raw_path), e)
-        return await _render(request, render_page, False, 503, str(e), None)
 
 
 async def _render(request: web.Request, render_page: HtmlRenderer, api: bool, status: int, message: str | None,

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 # Set by app.create_app and its contexts, in the order they start:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")  # replaced as a whole on SIGHUP
+# The two parts of the hub, aiohttp sub-apps mounted at <base_url>hub/api and <base_url>hub: setups add routes to them
+API_APP: web.AppKey[web.Application] = web.AppKey("api_app")
+HUB_APP: web.AppKey[web.Application] = web.AppKey("hub_app")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ROUTES: web.AppKey[RouteTable] = web.AppKey("routes")  # the proxy's route table
 FRONT_DRAINS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("front_drains")  # front doors finishing at shutdown

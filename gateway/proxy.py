@@ -267,7 +267,8 @@ def count(app: web.Application, status: int, received: int, sent: int) -> None:
 
 
 async def proxied(request: web.Request) -> web.StreamResponse:
-    """The handler of every /user/... and /services/... request (reached through proxy_fast_path)."""
+    """The handler of every /user/... and /services/... request: a route of the root app, which has no
+    middlewares (the hub's are on its sub-apps), so it applies the strictness checks itself."""
     problem = check_request(request, request.app[keys.SETTINGS].proxy_max_body_size)
     if problem is not None:
         raise problem
@@ -311,6 +312,7 @@ class PlainView:
         self.scheme = scheme
         self.identity: Identity | None = None
 
+    config_dict = property(lambda self: self.app)  # the root app: what auth.py reads shared objects from
     method = property(lambda self: self.head.method)
     raw_path = property(lambda self: self.head.target)
     host = property(lambda self: self.head.host)
@@ -389,29 +391,6 @@ class ProxyLane:
         return True
 
 
-def make_fast_path():
-    """The outermost middleware: proxied requests go straight to ``proxied``, past the hub's
-    middlewares (timing, error pages, identity, strictness), which would only pass them through at
-    about a microsecond each; ``proxied`` applies the strictness checks itself."""
-
-    @web.middleware
-    async def proxy_fast_path(request: web.Request, handler):
-        if request.match_info.handler is proxied:
-            return await proxied(request)
-        return await handler(request)
-
-    return proxy_fast_path
-
-
-def body_limit(settings):
-    proxied_prefixes = (settings.base_route + "user/", settings.base_route + "services/")  # request.path is decoded
-
-    def limit(request: web.Request) -> int:
-        return settings.proxy_max_body_size if request.path.startswith(proxied_prefixes) else settings.max_body_size
-
-    return limit
-
-
 async def proxy_context(app: web.Application):
     settings = app[keys.SETTINGS]
 
@@ -459,7 +438,7 @@ async def close_websockets(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
-    expect = make_expect_handler(body_limit(settings))
+    expect = make_expect_handler(lambda request: settings.proxy_max_body_size)
     for kind in ("user", "services"):
         app.router.add_route("*", f"{settings.base_route}{kind}/{{tail:.*}}", proxied, expect_handler=expect)
         app.router.add_route("*", f"{settings.base_route}{kind}", proxied, expect_handler=expect)

@@ -42,7 +42,7 @@ async def own_credentials_only(request: web.Request, identity: Identity) -> Iden
     if token.server_id == server_id:
         return identity
     if token.client_id != "jupyterhub" and token.owner_kind == "user":
-        server = await request.app[keys.STORE].get_server_by_id(server_id)
+        server = await request.config_dict[keys.STORE].get_server_by_id(server_id)
         if server is not None and token.client_id == server_client_id(server.user_name, server.name):
             return identity
     return ANONYMOUS

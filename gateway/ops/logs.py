@@ -40,15 +40,12 @@ QUIET_SUFFIXES = ("health", "metrics")  # hub paths logged at DEBUG even when th
 class AccessLogger(AbstractAccessLogger):
     """aiohttp calls ``log`` after every response; see the module docstring for the line and levels.
 
-    ``access_log_args`` makes the subclass that knows how to name the caller and where the hub starts."""
+    ``access_log_args`` makes the subclass that knows how to name the caller. A request is the hub's when
+    aiohttp routed it into one of the hub's sub-apps (``/hub``, ``/hub/api``)."""
 
     @staticmethod
     def caller_name(request: web.BaseRequest) -> str:
         return "-"
-
-    @staticmethod
-    def hub_prefix(request: web.BaseRequest) -> str:
-        return "/hub/"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         try:
@@ -63,15 +60,22 @@ class AccessLogger(AbstractAccessLogger):
             self.logger.debug("Could not write an access line", exc_info=True)
 
     def _level(self, request: web.BaseRequest, status: int) -> int:
-        hub_prefix = self.hub_prefix(request)
+        match_info = _match_info(request)
+        in_hub = match_info is not None and len(match_info.apps) > 1  # routed into a hub sub-app
         if status >= 500:
-            return logging.ERROR if request.path.startswith(hub_prefix) else logging.WARNING
-        if status >= 400 or not request.path.startswith(hub_prefix):
+            return logging.ERROR if in_hub else logging.WARNING
+        if status >= 400 or not in_hub:
             return proxied_level(status)  # a proxied request (or a hub 4xx)
-        path = request.path
-        if path.startswith(hub_prefix + "static/") or path.endswith(QUIET_SUFFIXES):
+        if isinstance(match_info.route.resource, web.StaticResource) or request.path.endswith(QUIET_SUFFIXES):
             return logging.DEBUG
         return logging.INFO
+
+
+def _match_info(request: web.BaseRequest) -> web.UrlMappingMatchInfo | None:
+    try:
+        return request.match_info  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):
+        return None  # a request the parser refused was never routed
 
 
 def write_access_line(logger: logging.Logger, level: int, status: int, method: str, raw_path: str, caller: str,
@@ -111,13 +115,11 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
-def access_log_args(caller_name: Callable[[web.BaseRequest], str],
-                    hub_prefix: Callable[[web.BaseRequest], str]) -> dict[str, object]:
+def access_log_args(caller_name: Callable[[web.BaseRequest], str]) -> dict[str, object]:
     """``handler_args`` for ``web.Application``: they override the runner's, so every runner
     (the CLI's and the tests') writes the same access log. ``caller_name``: the user or service
-    name of a request ('-' when anonymous); ``hub_prefix``: the hub's route form, as request.path."""
-    logger_class = type("GatewayAccessLogger", (AccessLogger,), {
-        "caller_name": staticmethod(caller_name), "hub_prefix": staticmethod(hub_prefix)})
+    name of a request ('-' when anonymous)."""
+    logger_class = type("GatewayAccessLogger", (AccessLogger,), {"caller_name": staticmethod(caller_name)})
     return {"access_log_class": logger_class, "access_log": logging.getLogger(ACCESS_LOGGER)}
 
 

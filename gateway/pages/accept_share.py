@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
 
 
 async def live_code(request: web.Request, code: str | None) -> ShareCode | None:
-    found_code = await Shares(request.app[keys.STORE]).find_code(code or "")
+    found_code = await Shares(request.config_dict[keys.STORE]).find_code(code or "")
     if found_code is None or found_code.expired(time.time()):
         return None
     return found_code
@@ -30,7 +30,7 @@ async def live_code(request: web.Request, code: str | None) -> ShareCode | None:
 
 def next_url(request: web.Request, code: ShareCode, given: str | None) -> str:
     """Where to go after accepting: a safe ``next``, else the shared server."""
-    return safe_next_url(given, request) or user_url(request.app[keys.SETTINGS].base_url, code.owner_name,
+    return safe_next_url(given, request) or user_url(request.config_dict[keys.SETTINGS].base_url, code.owner_name,
                                                      code.server_name)
 
 
@@ -43,7 +43,7 @@ async def accept_share_page(request: web.Request) -> web.Response:
         raise ApiError(404, "Share not found or expired")
     if code.owner_name == identity.name:
         raise ApiError(403, "You can't share with yourself!")
-    manager = request.app.get(keys.SERVERS)
+    manager = request.config_dict.get(keys.SERVERS)
     ready = manager is not None and manager.status(code.owner_name, code.server_name) == "ready"
     return render(request, "accept-share.html", code=request.query["code"], owner=code.owner_name,
                   server_name=code.server_name, server_ready=ready, scope_lines=describe_scopes(code.scopes),
@@ -61,7 +61,7 @@ async def accept_share(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "Invalid share code")
     if code.owner_name == identity.name:
         raise ApiError(400, "You can't share with yourself!")
-    share = await Shares(request.app[keys.STORE]).exchange(code, identity.user.id)
+    share = await Shares(request.config_dict[keys.STORE]).exchange(code, identity.user.id)
     if share is None:
         raise ApiError(400, "Invalid share code")
     given_next = form.get("next") or request.query.get("next")

@@ -71,7 +71,7 @@ async def _require_admin_ui(request: web.Request) -> None:
 
 
 async def _listed_users(request: web.Request, offset: int, limit: int, name_filter: str) -> tuple[list[User], int]:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     allowed = request[keys.IDENTITY].scopes.list_filter("list:users")
     if allowed is None:
         return [], 0
@@ -83,12 +83,12 @@ async def _listed_users(request: web.Request, offset: int, limit: int, name_filt
 
 
 async def _rows(request: web.Request, users: list[User]) -> list[AdminRow]:
-    records = await request.app[keys.STORE].servers_of_users([u.id for u in users])
+    records = await request.config_dict[keys.STORE].servers_of_users([u.id for u in users])
     rows = []
     for user in users:
         by_name = {s.name: s for s in records.get(user.id, [])}
         names = sorted(set(by_name) | {""})
-        servers = [(by_name.get(n), n, server_status(request.app, user.name, n)) for n in names]
+        servers = [(by_name.get(n), n, server_status(request.config_dict, user.name, n)) for n in names]
         rows.append(AdminRow(user, servers))
     return rows
 
@@ -97,7 +97,7 @@ async def _rows(request: web.Request, users: list[User]) -> list[AdminRow]:
 @page()
 async def admin(request: web.Request) -> web.StreamResponse:
     await _require_admin_ui(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     args = _page_args(request.query)
     offset = int(args.get("offset", 0))
     limit = max(1, min(int(args.get("limit", settings.api_page_default_limit)), settings.api_page_max_limit))
@@ -115,7 +115,7 @@ async def admin(request: web.Request) -> web.StreamResponse:
         limit=limit, name_filter=name_filter, notice=notice, page_args=args, status_labels=STATUS_LABELS,
         prev_url=page_url(offset - limit) if offset > 0 else "",
         next_url=page_url(offset + limit) if offset + limit < total else "",
-        manages_passwords=request.app[keys.AUTHENTICATOR].manages_passwords,
+        manages_passwords=request.config_dict[keys.AUTHENTICATOR].manages_passwords,
         me=request[keys.IDENTITY].user, named_servers=settings.allow_named_servers,
     )
 
@@ -125,14 +125,14 @@ async def admin(request: web.Request) -> web.StreamResponse:
 
 async def _user(request: web.Request, form) -> User:
     name = str(form.get("user", ""))
-    user = await request.app[keys.STORE].get_user(name)
+    user = await request.config_dict[keys.STORE].get_user(name)
     if user is None:
         raise ApiError(404, f"No such user: {name}")
     return user
 
 
 async def _add(request: web.Request, form) -> tuple[str, int]:
-    identity, store, settings = request[keys.IDENTITY], request.app[keys.STORE], request.app[keys.SETTINGS]
+    identity, store, settings = request[keys.IDENTITY], request.config_dict[keys.STORE], request.config_dict[keys.SETTINGS]
     await require_scope(request, identity, "admin:users")
     make_admin = form.get("admin") == "on"
     if make_admin and not identity.user.admin:
@@ -144,7 +144,7 @@ async def _add(request: web.Request, form) -> tuple[str, int]:
         raise ApiError(400, f"Invalid usernames: {', '.join(invalid)}" if invalid else "Give at least one username.")
     created = await store.create_users(names, admin=make_admin, roles=("user", "admin") if make_admin else ("user",))
     password = str(form.get("password", ""))
-    if password and request.app[keys.AUTHENTICATOR].manages_passwords:
+    if password and request.config_dict[keys.AUTHENTICATOR].manages_passwords:
         for user in created:
             await set_user_password(store, user, password)
     return ("added", len(created)) if created else ("exists", 0)
@@ -156,9 +156,9 @@ async def _delete(request: web.Request, form) -> tuple[str, int]:
     await require_scope(request, identity, "delete:users", user=user.name)
     if user.id == identity.user.id:
         raise ApiError(400, "You cannot delete yourself.")
-    manager = request.app[keys.SERVERS]
+    manager = request.config_dict[keys.SERVERS]
     await manager.stop_all(user)
-    await request.app[keys.STORE].delete_user(user.id)
+    await request.config_dict[keys.STORE].delete_user(user.id)
     manager.forget_user(user.name)
     return "deleted", 0
 
@@ -172,19 +172,19 @@ async def _set_admin(request: web.Request, form) -> tuple[str, int]:
         raise ApiError(403, "Only admins may change admin rights.")  # CVE-2024-41942
     if user.id == identity.user.id and not make_admin:
         raise ApiError(400, "You cannot remove your own admin rights.")
-    await request.app[keys.STORE].update_user(user.id, admin=make_admin)
+    await request.config_dict[keys.STORE].update_user(user.id, admin=make_admin)
     return ("admin-on" if make_admin else "admin-off"), 0
 
 
 async def _password(request: web.Request, form) -> tuple[str, int]:
     identity = request[keys.IDENTITY]
-    if not request.app[keys.AUTHENTICATOR].manages_passwords:
+    if not request.config_dict[keys.AUTHENTICATOR].manages_passwords:
         raise ApiError(400, "This gateway's authenticator does not keep passwords.")
     user = await _user(request, form)
     await require_scope(request, identity, "admin:users", user=user.name)
     if user.admin and not identity.user.admin:
         raise ApiError(403, "Only admins may set an admin's password.")
-    await set_user_password(request.app[keys.STORE], user, str(form.get("password", "")))
+    await set_user_password(request.config_dict[keys.STORE], user, str(form.get("password", "")))
     return "password", 0
 
 
@@ -192,7 +192,7 @@ async def _server(request: web.Request, form, scope: str):
     user = await _user(request, form)
     server = str(form.get("server", ""))
     await require_scope(request, request[keys.IDENTITY], scope, user=user.name, server=server)
-    return request.app[keys.SERVERS], user, server
+    return request.config_dict[keys.SERVERS], user, server
 
 
 async def _start(request: web.Request, form) -> tuple[str, int]:
@@ -225,7 +225,7 @@ async def admin_action(request: web.Request) -> web.StreamResponse:
     query = {**_page_args(form), "done": done}
     if count:
         query["n"] = str(count)
-    return redirect(request.app[keys.SETTINGS].hub_prefix + "admin?" + urlencode(query), 303)
+    return redirect(request.config_dict[keys.SETTINGS].hub_prefix + "admin?" + urlencode(query), 303)
 
 
 def setup(app: web.Application) -> None:

@@ -62,8 +62,8 @@ def spawn_path(hub_prefix: str, user_name: str, server_name: str = "", kind: str
 
 async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
     """The default server (always listed) and every named server, from the server manager."""
-    manager = request.app[keys.SERVERS]
-    settings = request.app[keys.SETTINGS]
+    manager = request.config_dict[keys.SERVERS]
+    settings = request.config_dict[keys.SETTINGS]
     servers: dict[str, Server] = {s.name: s for s in await manager.list_servers(user)}
     names = [""] + sorted(n for n in servers if n)
     rows = []
@@ -72,7 +72,7 @@ async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
         rows.append(ServerRow(
             name=name,
             display_name=(server.display_name if server and server.display_name else name) or "Default",
-            status=server_status(request.app, user.name, name),
+            status=server_status(request.config_dict, user.name, name),
             url=user_url(settings.base_url, user.name, name),
             spawn_url=spawn_path(settings.hub_prefix, user.name, name),
             pending_url=spawn_path(settings.hub_prefix, user.name, name, "spawn-pending"),
@@ -86,14 +86,14 @@ async def server_rows(request: web.Request, user: User) -> list[ServerRow]:
 async def root(request: web.Request) -> web.StreamResponse:
     identity = request[keys.IDENTITY]
     if identity.anonymous:
-        raise found(login_url(request, request.app[keys.SETTINGS].hub_prefix))
+        raise found(login_url(request, request.config_dict[keys.SETTINGS].hub_prefix))
     return redirect(landing_url(request, identity.user))
 
 
 @routes.get("/home")
 @page()
 async def home(request: web.Request) -> web.StreamResponse:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     user = request[keys.IDENTITY].user
     rows = await server_rows(request, user)
     named = sum(1 for r in rows if r.name)
@@ -106,9 +106,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 @routes.get("/token")
 @page()
 async def token_page(request: web.Request) -> web.StreamResponse:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     user = request[keys.IDENTITY].user
-    tokens = await request.app[keys.STORE].list_tokens("user", user.id)
+    tokens = await request.config_dict[keys.STORE].list_tokens("user", user.id)
     # A server's own token is its per-server secret and OAuth tokens belong to applications: not listed here.
     api_tokens = [t for t in tokens if t.server_id is None and t.client_id == "jupyterhub"]
     api_tokens.sort(key=lambda t: t.created, reverse=True)
@@ -123,7 +123,7 @@ async def token_page(request: web.Request) -> web.StreamResponse:
 @page()
 async def user_redirect(request: web.Request) -> web.StreamResponse:
     """/hub/user-redirect/<path> → the caller's own server at <path>, through /hub/spawn (JupyterHub)."""
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     user = request[keys.IDENTITY].user
     raw = raw_after(request, settings.hub_route + "user-redirect/")
     server = settings.default_server_name if settings.allow_named_servers else ""

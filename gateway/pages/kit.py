@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway import keys
 from gateway.auth import authorize, current_identity
@@ -37,6 +37,7 @@ from gateway.pages import sessions
 from gateway.vocab import scopes
 from gateway.vocab.models import ANONYMOUS, Identity, User
 from gateway.vocab.serialize import user_url
+from gateway.wire.httpstrict import strict_handler
 
 log = logging.getLogger("gateway.pages")
 
@@ -60,7 +61,7 @@ async def page_identity(request: web.Request) -> Identity:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return ANONYMOUS
-    authorizer = request.app[keys.AUTHORIZER]
+    authorizer = request.config_dict[keys.AUTHORIZER]
     session_id = authorizer.session_id_from_cookie(cookie)
     found = await authorizer.identify_session(session_id) if session_id else None
     return found or ANONYMOUS
@@ -68,7 +69,7 @@ async def page_identity(request: web.Request) -> Identity:
 
 def login_url(request: web.Request, next_url: str | None = None) -> str:
     target = next_url if next_url is not None else str(request.rel_url)
-    return request.app[keys.SETTINGS].hub_prefix + "login?next=" + quote(target, safe="")
+    return request.config_dict[keys.SETTINGS].hub_prefix + "login?next=" + quote(target, safe="")
 
 
 async def require_scope(request: web.Request, identity: Identity, scope: str, *, user: str | None = None,
@@ -77,7 +78,7 @@ async def require_scope(request: web.Request, identity: Identity, scope: str, *,
     resource: dict[str, object] = {}
     if user is not None:
         resource["user"] = user
-        resource["user_groups"] = await request.app[keys.AUTHORIZER].groups_of(user)
+        resource["user_groups"] = await request.config_dict[keys.AUTHORIZER].groups_of(user)
         if server is not None:
             resource["server"] = f"{user}/{server}"
     authorize(identity, (scope,), resource)
@@ -93,7 +94,7 @@ async def may(request: web.Request, identity: Identity, scope: str, **resource) 
 
 async def _renewed(request: web.Request, identity: Identity) -> Identity:
     """A browser login the authenticator says has gone stale (refresh_user False) ends here: anonymous."""
-    authenticator = request.app.get(keys.AUTHENTICATOR)
+    authenticator = request.config_dict.get(keys.AUTHENTICATOR)
     if identity.user is None or identity.via != "cookie" or authenticator is None:
         return identity
     if not authenticator.refresh_due(identity.user.name):
@@ -101,7 +102,7 @@ async def _renewed(request: web.Request, identity: Identity) -> Identity:
     if await authenticator.refresh_page_user(request, identity.user) is not None:
         return identity
     if identity.session_id:
-        await request.app[keys.STORE].delete_session(identity.session_id)
+        await request.config_dict[keys.STORE].delete_session(identity.session_id)
     return ANONYMOUS
 
 
@@ -133,7 +134,7 @@ def page(*, login: bool = True) -> Callable[[Handler], Handler]:
 # ---------------------------------------------------------------- where a user lands
 
 
-def server_status(app: web.Application, user_name: str, server_name: str) -> str | None:
+def server_status(app: ChainMapProxy, user_name: str, server_name: str) -> str | None:
     """The server manager's status ('ready' | 'spawn' | 'stop' | None), where 'ready' also needs the
     proxy's route: a page sends a browser to ``/user/...`` only when the proxy will forward it there,
     since the proxy sends it back to ``/hub/user/...`` otherwise (a redirect loop). The two differ only
@@ -148,12 +149,12 @@ def server_status(app: web.Application, user_name: str, server_name: str) -> str
 
 def landing_url(request: web.Request, user: User) -> str:
     """Where /hub/ and a login without ``next`` go (JupyterHub's RootHandler)."""
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     if settings.default_url:
         return settings.default_url
     if not settings.redirect_to_server:
         return settings.hub_prefix + "home"
-    if server_status(request.app, user.name, "") == "ready":
+    if server_status(request.config_dict, user.name, "") == "ready":
         return user_url(settings.base_url, user.name)
     return settings.hub_prefix + "spawn"
 
@@ -184,14 +185,14 @@ def redirect(location: str, status: int = 302) -> web.Response:
     return web.Response(status=status, headers={"Location": location})
 
 
-def static_url(app: web.Application, name: str) -> str:
+def static_url(app: ChainMapProxy, name: str) -> str:
     version = app[keys.STATIC_VERSIONS].get(name, "")
     return f"{app[keys.SETTINGS].hub_prefix}static/{name}" + (f"?v={version}" if version else "")
 
 
 def base_context(request: web.Request) -> dict[str, object]:
     identity: Identity = request.get(keys.IDENTITY, ANONYMOUS)
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     logged_in = not identity.anonymous and identity.kind == "user" and identity.session_id is not None
     return {
         "user": identity.user if logged_in else None,
@@ -199,7 +200,7 @@ def base_context(request: web.Request) -> dict[str, object]:
         "is_admin_ui": logged_in and identity.scopes.has("admin-ui"),
         "base_url": settings.base_url,
         "hub_prefix": settings.hub_prefix,
-        "static": functools.partial(static_url, request.app),
+        "static": functools.partial(static_url, request.config_dict),
     }
 
 
@@ -270,22 +271,22 @@ def describe_scopes(raw: Iterable[str]) -> list[ScopeLine]:
 
 
 def mount_pages(app: web.Application, routes: web.RouteTableDef) -> None:
-    """Register a page module's routes (paths relative to the hub prefix)."""
-    prefix = app[keys.SETTINGS].hub_route.rstrip("/")  # route form: aiohttp matches the decoded path
+    """Register a page module's routes (paths relative to the hub prefix) in the pages' sub-app."""
+    hub = app[keys.HUB_APP]
     for route in routes:
         assert isinstance(route, web.RouteDef)
-        app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
+        hub.router.add_route(route.method, route.path, route.handler, **route.kwargs)
 
 
 async def add_slash(request: web.Request) -> web.StreamResponse:
     # Location exactly as configured: web.HTTPMovedPermanently would decode base_url's escapes
-    return redirect(request.app[keys.SETTINGS].hub_prefix, 301)
+    return redirect(request.config_dict[keys.SETTINGS].hub_prefix, 301)
 
 
 async def to_hub(request: web.Request) -> web.StreamResponse:
     """``<base_url>`` → 302 ``<base_url>hub/``, keeping the query (JupyterHub's PrefixRedirectHandler for it)."""
     query = request.rel_url.raw_query_string
-    raise found(request.app[keys.SETTINGS].hub_prefix + (f"?{query}" if query else ""))
+    raise found(request.config_dict[keys.SETTINGS].hub_prefix + (f"?{query}" if query else ""))
 
 
 def setup(app: web.Application) -> None:
@@ -295,7 +296,9 @@ def setup(app: web.Application) -> None:
                          filters={"ago": ago, "when": when})
     app[keys.STATIC_VERSIONS] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
                             for p in STATIC_DIR.iterdir() if p.is_file()}
-    app.router.add_static(settings.hub_route + "static/", STATIC_DIR, name="gateway-static")
-    app.router.add_get(settings.hub_route.rstrip("/"), add_slash)
-    app.router.add_get(settings.base_route, to_hub)
+    hub = app[keys.HUB_APP]
+    hub.router.add_static("/static/", STATIC_DIR, name="gateway-static")
+    hub.router.add_get("", add_slash)  # <base_url>hub, the sub-app's own prefix
+    # a root route: no middleware checks it (the hub's parts have theirs)
+    app.router.add_get(settings.base_route, strict_handler(to_hub, lambda request: settings.max_body_size))
     app[keys.ERROR_PAGE] = error_page

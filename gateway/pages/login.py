@@ -39,11 +39,11 @@ def _next_of(request: web.Request, form=None) -> str | None:
 def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
           next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
     xsrf, fresh_nonce = sessions.login_form_xsrf(request)
-    plugin = redirect_login.redirect_plugin(request.app)
+    plugin = redirect_login.redirect_plugin(request.config_dict)
     response = render(request, "login.html", status=status, message=message, login_xsrf=xsrf,
                       username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
-                      authenticator=request.app[keys.SETTINGS].authenticator_class,
-                      redirect_login_url=redirect_login.login_path(request.app) or "",
+                      authenticator=request.config_dict[keys.SETTINGS].authenticator_class,
+                      redirect_login_url=redirect_login.login_path(request.config_dict) or "",
                       login_service=getattr(plugin, "login_service", "") or "your identity provider")
     if fresh_nonce:
         sessions.set_login_nonce(request, response, fresh_nonce)
@@ -58,8 +58,8 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     next_url = _next_of(request)
     if not identity.anonymous:
         raise found(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
-    plugin_login = redirect_login.login_path(request.app)
-    if plugin_login and getattr(redirect_login.redirect_plugin(request.app), "auto_login", False):
+    plugin_login = redirect_login.login_path(request.config_dict)
+    if plugin_login and getattr(redirect_login.redirect_plugin(request.config_dict), "auto_login", False):
         # auto_login: straight to the provider, as JupyterHub's LoginHandler does
         raise found(plugin_login + (f"?next={quote(next_url, safe='')}" if next_url else ""))
     return _form(request, next_url=next_url)
@@ -77,7 +77,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         log.warning("Refused a login post without a valid login-form XSRF token from %s", request.remote)
         return _form(request, status=403, next_url=next_url, username=username,
                      message="This login form expired or was sent from another site. Please log in again.")
-    authenticator = request.app[keys.AUTHENTICATOR]
+    authenticator = request.config_dict[keys.AUTHENTICATOR]
     extra = {}
     if authenticator.kind == "plugin":  # a JupyterHub plugin's authenticate(handler, data) sees the whole form
         extra = {"request": request, "form": {k: [v for v in form.getall(k) if isinstance(v, str)] for k in form}}
@@ -102,13 +102,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     identity = await page_identity(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     # a plugin's logout hook (oauthenticator's logout_redirect_url: the provider's own logout page)
-    after_logout = getattr(request.app[keys.AUTHENTICATOR], "logout_redirect_url", "")
+    after_logout = getattr(request.config_dict[keys.AUTHENTICATOR], "logout_redirect_url", "")
     response = redirect(after_logout or settings.hub_prefix + "login")
     if not identity.anonymous and identity.user is not None:
         if settings.shutdown_on_logout:
-            await request.app[keys.SERVERS].stop_all(identity.user)
+            await request.config_dict[keys.SERVERS].stop_all(identity.user)
         log.info("User %s logged out", identity.user.name)
     await sessions.end_session(request, response, identity)
     return response

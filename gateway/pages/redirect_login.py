@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway import keys
 from gateway.errors import ApiError
@@ -56,7 +56,7 @@ def _is_tornado_handler(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, tornado_web.RequestHandler)
 
 
-def redirect_plugin(app: web.Application) -> Any | None:
+def redirect_plugin(app: ChainMapProxy) -> Any | None:
     """The running plugin when it logs people in by redirect (it has tornado login/callback handlers)."""
     if app[keys.SETTINGS].authenticator_class != "plugin":
         return None
@@ -67,7 +67,7 @@ def redirect_plugin(app: web.Application) -> Any | None:
     return None
 
 
-def login_path(app: web.Application) -> str | None:
+def login_path(app: ChainMapProxy) -> str | None:
     """Where the login page's button (and ``auto_login``) sends browsers, or None for form logins."""
     plugin = redirect_plugin(app)
     return plugin.login_url(app[keys.SETTINGS].hub_prefix) if plugin is not None else None
@@ -110,12 +110,12 @@ def _found(url: str) -> web.Response:
 
 
 async def oauth_login(request: web.Request) -> web.StreamResponse:
-    plugin = redirect_plugin(request.app)
+    plugin = redirect_plugin(request.config_dict)
     if plugin is None:
         raise web.HTTPNotFound()
     from gateway.pages.redirect_handlers import plugin_handler
 
-    handler = plugin_handler(plugin.login_handler, request.app[keys.AUTHENTICATOR], request)
+    handler = plugin_handler(plugin.login_handler, request.config_dict[keys.AUTHENTICATOR], request)
     try:
         result = handler.get()
         if inspect.isawaitable(result):
@@ -130,7 +130,7 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _accept_once(app: web.Application, state: str) -> bool:
+def _accept_once(app: ChainMapProxy, state: str) -> bool:
     """True the first time a state comes back; remembered for as long as a state cookie is valid."""
     from gateway.pages.redirect_handlers import STATE_MAX_AGE
 
@@ -159,17 +159,17 @@ def _next_from_state(cookie_state: str) -> str | None:
 
 @page(login=False)
 async def oauth_callback(request: web.Request) -> web.StreamResponse:
-    plugin = redirect_plugin(request.app)
+    plugin = redirect_plugin(request.config_dict)
     if plugin is None:
         raise web.HTTPNotFound()
-    adapter = request.app[keys.AUTHENTICATOR]
+    adapter = request.config_dict[keys.AUTHENTICATOR]
     from gateway.pages.redirect_handlers import plugin_handler
 
     handler = plugin_handler(plugin.callback_handler, adapter, request)
     try:
         handler.check_arguments()  # the plugin's: provider error, code present, URL state == cookie state
         cookie_state = handler.get_state_cookie()
-        if not _accept_once(request.app, cookie_state):
+        if not _accept_once(request.config_dict, cookie_state):
             log.warning("Refused a replayed OAuth callback from %s", request.remote)
             raise ApiError(400, "OAuth state already used: please log in again", headers=_clear_state())
         model = await adapter.authenticated_model(handler, None)  # code exchange, userdata, allow rules
@@ -212,6 +212,6 @@ def _handler_paths(app: web.Application) -> list[tuple[str, Any]]:
 def setup(app: web.Application) -> None:
     """Mount the plugin's login and callback paths (its ``/logout`` stays gateway's own)."""
     app[USED_STATES] = OrderedDict()
-    prefix = app[keys.SETTINGS].hub_prefix.rstrip("/")
+    hub = app[keys.HUB_APP]
     for pattern, route_handler in _handler_paths(app):
-        app.router.add_get(prefix + pattern, route_handler)
+        hub.router.add_get(pattern, route_handler)

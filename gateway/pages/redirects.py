@@ -36,7 +36,7 @@ _SAFE = "/?#[]@!$&'()*+,;=:%~-._"
 def _own_hosts(request: web.Request | None) -> set[str]:
     hosts = set()
     if request is not None:
-        public = request.app[keys.SETTINGS].public_url
+        public = request.config_dict[keys.SETTINGS].public_url
         if public:
             hosts.add(urlsplit(public).netloc.lower())
         if request.host:

@@ -44,7 +44,7 @@ def _lifetime(settings: Settings) -> tuple[int | None, float]:
 
 def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, *, path: str,
                 max_age: int | None, httponly: bool) -> None:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     response.set_cookie(name, value, path=path, max_age=max_age, httponly=httponly, samesite="Lax",
                         secure=is_secure(request, settings) or None)
 
@@ -52,8 +52,8 @@ def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, v
 async def start_session(request: web.Request, response: web.StreamResponse, user: User,
                         previous: Identity | None = None) -> str:
     """Create a login session for ``user`` and set its cookies; a previous session of this browser ends."""
-    settings, store = request.app[keys.SETTINGS], request.app[keys.STORE]
-    authorizer = request.app[keys.AUTHORIZER]
+    settings, store = request.config_dict[keys.SETTINGS], request.config_dict[keys.STORE]
+    authorizer = request.config_dict[keys.AUTHORIZER]
     if previous is not None and previous.session_id:
         await store.delete_session(previous.session_id)  # no session fixation, no two users in one browser
     max_age, lifetime = _lifetime(settings)
@@ -70,12 +70,12 @@ async def start_session(request: web.Request, response: web.StreamResponse, user
 async def end_session(request: web.Request, response: web.StreamResponse, identity: Identity) -> None:
     """Delete the login session (and tokens issued within it) and clear the browser's cookies."""
     if identity.session_id:
-        await request.app[keys.STORE].delete_session(identity.session_id)
+        await request.config_dict[keys.STORE].delete_session(identity.session_id)
     clear_cookies(request, response)
 
 
 def clear_cookies(request: web.Request, response: web.StreamResponse) -> None:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     response.del_cookie(SESSION_COOKIE, path=settings.base_url)
     response.del_cookie(XSRF_COOKIE, path=settings.hub_prefix)
 
@@ -86,7 +86,7 @@ def clear_cookies(request: web.Request, response: web.StreamResponse) -> None:
 def hub_xsrf_token(request: web.Request, identity: Identity) -> str:
     """The token hub forms and the pages' API calls present (X-XSRFToken / _xsrf)."""
     assert identity.session_id, "hub XSRF tokens exist only for cookie sessions"
-    return request.app[keys.AUTHORIZER].xsrf_token(identity.session_id, request.app[keys.SETTINGS].hub_prefix)
+    return request.config_dict[keys.AUTHORIZER].xsrf_token(identity.session_id, request.config_dict[keys.SETTINGS].hub_prefix)
 
 
 def refresh_xsrf_cookie(request: web.Request, response: web.StreamResponse, identity: Identity) -> None:
@@ -95,16 +95,16 @@ def refresh_xsrf_cookie(request: web.Request, response: web.StreamResponse, iden
         return
     token = hub_xsrf_token(request, identity)
     if request.cookies.get(XSRF_COOKIE) != token:
-        _set_cookie(response, request, XSRF_COOKIE, token, path=request.app[keys.SETTINGS].hub_prefix,
-                    max_age=_lifetime(request.app[keys.SETTINGS])[0], httponly=False)
+        _set_cookie(response, request, XSRF_COOKIE, token, path=request.config_dict[keys.SETTINGS].hub_prefix,
+                    max_age=_lifetime(request.config_dict[keys.SETTINGS])[0], httponly=False)
 
 
 def check_form_xsrf(request: web.Request, identity: Identity, presented: str | None) -> None:
     """Refuse a state-changing page request whose XSRF token is missing or wrong (403)."""
     if not presented:
         raise ApiError(403, f"'_xsrf' argument missing from {request.method}")
-    authorizer = request.app[keys.AUTHORIZER]
-    if not authorizer.check_xsrf(identity, presented, request.app[keys.SETTINGS].hub_prefix):
+    authorizer = request.config_dict[keys.AUTHORIZER]
+    if not authorizer.check_xsrf(identity, presented, request.config_dict[keys.SETTINGS].hub_prefix):
         raise ApiError(403, "'_xsrf' argument invalid")
 
 
@@ -113,7 +113,7 @@ def check_form_xsrf(request: web.Request, identity: Identity, presented: str | N
 
 def _anonymous_token(request: web.Request, nonce: str) -> str:
     agent = request.headers.get("User-Agent", "")[:512]
-    return security.sign(request.app[keys.COOKIE_SECRET], f"login|{nonce}|{agent}")
+    return security.sign(request.config_dict[keys.COOKIE_SECRET], f"login|{nonce}|{agent}")
 
 
 def _valid_nonce(value: str | None) -> bool:
@@ -130,7 +130,7 @@ def login_form_xsrf(request: web.Request) -> tuple[str, str | None]:
 
 
 def set_login_nonce(request: web.Request, response: web.StreamResponse, nonce: str) -> None:
-    _set_cookie(response, request, XSRF_COOKIE, nonce, path=request.app[keys.SETTINGS].hub_prefix,
+    _set_cookie(response, request, XSRF_COOKIE, nonce, path=request.config_dict[keys.SETTINGS].hub_prefix,
                 max_age=ANONYMOUS_XSRF_MAX_AGE, httponly=False)
 
 

@@ -55,11 +55,11 @@ REDIRECT_LIMIT = 4
 async def _target(request: web.Request) -> tuple[User, str]:
     """The (user, server name) a spawn URL names, after the scope check; the caller's default when none."""
     identity = request[keys.IDENTITY]
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     name = request.match_info.get("user_name") or identity.user.name
     server = request.match_info.get("server_name", "")
     await require_scope(request, identity, "servers", user=name, server=server)
-    user = await request.app[keys.STORE].get_user(name)
+    user = await request.config_dict[keys.STORE].get_user(name)
     if user is None:
         raise ApiError(404, f"No such user: {name}")
     if server:
@@ -76,9 +76,9 @@ def _with_next(url: str, next_url: str | None) -> str:
 
 async def _spawn(request: web.Request, user_options: dict | None, *, form: bool = False) -> web.StreamResponse:
     user, server = await _target(request)
-    settings = request.app[keys.SETTINGS]
-    if form and server_status(request.app, user.name, server) is None:
-        spawner = await request.app[keys.SERVERS].spawner_for_form(user, server)
+    settings = request.config_dict[keys.SETTINGS]
+    if form and server_status(request.config_dict, user.name, server) is None:
+        spawner = await request.config_dict[keys.SERVERS].spawner_for_form(user, server)
         options_form = await spawner.get_options_form()
         if options_form and user_options is None:
             return _options_page(request, user.name, server, options_form)
@@ -90,16 +90,16 @@ async def _spawn(request: web.Request, user_options: dict | None, *, form: bool 
                 return _options_page(request, user.name, server, options_form, error=message, status=400)
     next_url = safe_next_url(request.query.get("next"), request)
     pending = spawn_path(settings.hub_prefix, user.name, server, "spawn-pending")
-    status = server_status(request.app, user.name, server)
+    status = server_status(request.config_dict, user.name, server)
     if status is None:
         identity = request[keys.IDENTITY]
-        authenticator = request.app.get(keys.AUTHENTICATOR)
+        authenticator = request.config_dict.get(keys.AUTHENTICATOR)
         if authenticator is not None and not await authenticator.refresh_before_spawn(request, identity, user):
             if identity.session_id:  # refresh_pre_spawn and a stale login: log in again, then spawn
-                await request.app[keys.STORE].delete_session(identity.session_id)
+                await request.config_dict[keys.STORE].delete_session(identity.session_id)
             return redirect(login_url(request))
-        await request.app[keys.SERVERS].start(user, server, user_options=user_options)
-        status = server_status(request.app, user.name, server)
+        await request.config_dict[keys.SERVERS].start(user, server, user_options=user_options)
+        status = server_status(request.config_dict, user.name, server)
     if status == "ready":
         return redirect(next_url or user_url(settings.base_url, user.name, server))
     return redirect(_with_next(pending, next_url))
@@ -116,7 +116,7 @@ async def spawn(request: web.Request) -> web.StreamResponse:
 
 def _options_page(request: web.Request, owner: str, server: str, options_form: str, *, error: str = "",
                   status: int = 200) -> web.Response:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     query = {"_xsrf": base_context(request)["xsrf"]}
     next_url = safe_next_url(request.query.get("next"), request)
     if next_url:
@@ -133,7 +133,7 @@ def _options_page(request: web.Request, owner: str, server: str, options_form: s
 async def spawn_form(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     user, server = await _target(request)
-    spawner = await request.app[keys.SERVERS].spawner_for_form(user, server)
+    spawner = await request.config_dict[keys.SERVERS].spawner_for_form(user, server)
     if await spawner.get_options_form():
         # JupyterHub hands options_from_form a dict of lists of strings
         data: dict[str, list[str]] = {}
@@ -150,9 +150,9 @@ async def spawn_form(request: web.Request) -> web.StreamResponse:
 @page()
 async def spawn_pending(request: web.Request) -> web.StreamResponse:
     user, server = await _target(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     next_url = safe_next_url(request.query.get("next"), request)
-    status = server_status(request.app, user.name, server)
+    status = server_status(request.config_dict, user.name, server)
     if status == "ready":
         return redirect(next_url or user_url(settings.base_url, user.name, server))
     if status == "spawn":
@@ -163,9 +163,9 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
 
 def _not_running(request: web.Request, user_name: str, server: str, status: str | None, next_url: str | None,
                  *, status_code: int) -> web.Response:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     spawn_url = _with_next(spawn_path(settings.hub_prefix, user_name, server), next_url)
-    entry = request.app[keys.SERVERS].entry(user_name, server)
+    entry = request.config_dict[keys.SERVERS].entry(user_name, server)
     failure = entry.failure if entry is not None and status is None else None  # the last start's, as JupyterHub
     return render(request, "not_running.html", status=status_code, nav="home", owner=user_name,
                   server_name=server, stopping=status == "stop", spawn_url=spawn_url, failure=failure)
@@ -192,7 +192,7 @@ def _prefers_json(request: web.Request, tail: str) -> bool:
 @routes.route("*", "/user/{user_name}/{tail:.*}")
 async def user_not_running(request: web.Request) -> web.StreamResponse:
     identity = current_identity(request)
-    settings, store = request.app[keys.SETTINGS], request.app[keys.STORE]
+    settings, store = request.config_dict[keys.SETTINGS], request.config_dict[keys.STORE]
     name, tail = request.match_info["user_name"], request.match_info["tail"]
     if identity.anonymous:
         if request.method in ("GET", "HEAD"):
@@ -207,7 +207,7 @@ async def user_not_running(request: web.Request) -> web.StreamResponse:
         server = first
     if user is None or not await may(request, identity, "access:servers", user=name, server=server):
         raise ApiError(404, SCOPE_MESSAGE_NOT_FOUND)
-    status = server_status(request.app, name, server)
+    status = server_status(request.config_dict, name, server)
     raw_rest = raw_after(request, settings.hub_route + "user/")  # '<name>/<tail>' as sent
     target = settings.base_url + "user/" + raw_rest
     uri = target + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")

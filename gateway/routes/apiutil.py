@@ -33,7 +33,7 @@ def parse_timestamp(value: Any) -> float:
 
 async def json_body(request: web.Request) -> Any:
     """The parsed JSON body, or None when empty. 413 for bodies over the limit (checked before reading)."""
-    limit = request.app[keys.SETTINGS].max_body_size
+    limit = request.config_dict[keys.SETTINGS].max_body_size
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"Request body too large: {request.content_length} bytes (limit {limit})")
     if not request.body_exists:
@@ -98,7 +98,7 @@ def wants_pagination(request: web.Request) -> bool:
 
 def pagination(request: web.Request) -> tuple[int, int, bool]:
     """(offset, limit, paginated) from the query and Accept header, clamped as JupyterHub does."""
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     paginated = wants_pagination(request)
     try:
         offset = abs(int(request.query.get("offset", 0)))
@@ -132,18 +132,18 @@ preflight.__required_scopes__ = ()  # type: ignore[attr-defined]  # public, like
 
 
 def mount_api(app: web.Application, routes: web.RouteTableDef) -> None:
-    """Register a resource module's routes (paths relative to /hub/api) under the app's API prefix,
+    """Register a resource module's routes (paths relative to /hub/api) in the API sub-app,
     each path also answering OPTIONS."""
-    prefix = app[keys.SETTINGS].api_route.rstrip("/")  # route form: aiohttp matches the decoded path
+    api = app[keys.API_APP]
     paths: dict[str, None] = {}
     for route in routes:
         assert isinstance(route, web.RouteDef)
         # No automatic HEAD on the API: JupyterHub answers HEAD /hub/api/users with 405.
         kwargs = {k: v for k, v in route.kwargs.items() if k != "allow_head"}
         # ... and under each server's own prefix (gateway.identity.server_view), where only its credentials count
-        for base in (prefix, server_view.route_prefix(prefix)):
-            app.router.add_route(route.method, base + route.path, route.handler, **kwargs)
+        for base in ("", server_view.route_prefix("")):
+            api.router.add_route(route.method, base + route.path, route.handler, **kwargs)
             paths[base + route.path] = None
     for path in paths:
         with contextlib.suppress(RuntimeError):  # another module already answers OPTIONS there
-            app.router.add_route("OPTIONS", path, preflight)
+            api.router.add_route("OPTIONS", path, preflight)

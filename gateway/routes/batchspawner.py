@@ -23,7 +23,7 @@ REPORTABLE = {"port", "ip"}  # what the job wrapper sends; nothing else may be s
 async def batchspawner_report(request: web.Request) -> web.Response:
     identity = current_identity(request)
     token = bearer_token(request) or ""
-    context = request.app[keys.SERVERS].plugin_context
+    context = request.config_dict[keys.SERVERS].plugin_context
     adapter = None
     if context is not None and identity.user is not None and identity.via == "token" and token:
         adapter = context.by_api_token(identity.user.name, token)

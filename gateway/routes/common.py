@@ -54,7 +54,7 @@ def is_self(identity: Identity, user: User) -> bool:
 
 
 async def user_or_404(request: web.Request, name: str, message: str | None = None) -> User:
-    user = await request.app[keys.STORE].get_user(name)
+    user = await request.config_dict[keys.STORE].get_user(name)
     if user is None:
         raise ApiError(404, message)
     return user
@@ -94,10 +94,10 @@ class UserModels:
 
     def __init__(self, request: web.Request, *, include_stopped: bool = False,
                  extra_fields: frozenset[str] = frozenset()):
-        self.app = request.app
-        self.store = request.app[keys.STORE]
+        self.app = request.config_dict
+        self.store = request.config_dict[keys.STORE]
         self.identity: Identity = request[keys.IDENTITY]
-        self.base_url = request.app[keys.SETTINGS].base_url
+        self.base_url = request.config_dict[keys.SETTINGS].base_url
         self.include_stopped = include_stopped
         self.scopes: scopes.Scopes = self.identity.scopes
         self.extra_fields = extra_fields  # shown on every user whatever the scopes (identify scopes)

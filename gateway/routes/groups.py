@@ -34,7 +34,7 @@ def check_group_body(body: Any) -> dict[str, Any]:
 
 async def group_models(request: web.Request, groups: Sequence[Group]) -> list[dict[str, Any]]:
     """Models filtered by the caller's scopes, with one query each for members and roles."""
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     scope_set = current_identity(request).scopes
     ids = [g.id for g in groups]
     members = await store.group_member_names(ids)
@@ -45,7 +45,7 @@ async def group_models(request: web.Request, groups: Sequence[Group]) -> list[di
 
 async def group_or_404(request: web.Request) -> Group:
     name = request.match_info["group_name"]
-    group = await request.app[keys.STORE].get_group(name)
+    group = await request.config_dict[keys.STORE].get_group(name)
     if group is None:
         raise ApiError(404, f"No such group: {shown(name)}")
     return group
@@ -53,9 +53,9 @@ async def group_or_404(request: web.Request) -> Group:
 
 async def user_ids(request: web.Request, usernames: Any) -> list[int]:
     """Ids of the named (normalised) users; 400 naming the first unknown one."""
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     names = [normalize_username(n, settings) for n in string_list(usernames, "users")]
-    found = await request.app[keys.STORE].get_users(names)
+    found = await request.config_dict[keys.STORE].get_users(names)
     for name in names:
         if name not in found:
             raise ApiError(400, f"No such user: {shown(name)}")
@@ -77,7 +77,7 @@ async def list_groups(request: web.Request) -> web.Response:
         if allowed.kinds - {"group"}:
             raise ApiError(403)  # only !group= filters make sense here
         names = allowed.groups
-    groups, total = await request.app[keys.STORE].list_groups(offset=offset, limit=limit, names=names)
+    groups, total = await request.config_dict[keys.STORE].list_groups(offset=offset, limit=limit, names=names)
     return paginated_response(request, await group_models(request, groups), offset=offset, limit=limit,
                               total=total, paginated=paginated)
 
@@ -94,7 +94,7 @@ async def create_groups(request: web.Request) -> web.Response:
         check_group_name(name)
     members = await user_ids(request, body.get("users", []))
     try:
-        groups = await request.app[keys.STORE].create_groups(list(dict.fromkeys(names)), members)
+        groups = await request.config_dict[keys.STORE].create_groups(list(dict.fromkeys(names)), members)
     except Conflict as e:
         raise ApiError(409, shown(e)) from None
     log.info("Created groups %s with %d users", ", ".join(shown(g.name) for g in groups[:20]), len(members))
@@ -114,7 +114,7 @@ async def create_group(request: web.Request) -> web.Response:
     name = request.match_info["group_name"]
     body = await json_body(request)
     body = {} if body is None else check_group_body(body)
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     if await store.get_group(name) is not None:
         raise ApiError(409, f"Group {shown(name)} already exists")
     check_group_name(name)
@@ -131,7 +131,7 @@ async def create_group(request: web.Request) -> web.Response:
 @requires_scope("delete:groups")
 async def delete_group(request: web.Request) -> web.Response:
     group = await group_or_404(request)
-    await request.app[keys.STORE].delete_group(group.id)
+    await request.config_dict[keys.STORE].delete_group(group.id)
     log.info("Deleted group %s", shown(group.name))
     return web.Response(status=204)
 
@@ -142,7 +142,7 @@ async def change_members(request: web.Request, *, add: bool) -> web.Response:
     if "users" not in data:
         raise ApiError(400, "Must specify users to add" if add else "Must specify users to delete")
     ids = await user_ids(request, data["users"])
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     await store.change_group_members(group.id, add=ids if add else (), remove=() if add else ids)
     log.info("%s %d users %s group %s", "Added" if add else "Removed", len(ids), "to" if add else "from",
              shown(group.name))
@@ -168,7 +168,7 @@ async def set_properties(request: web.Request) -> web.Response:
     data = await json_body(request)
     if not isinstance(data, dict):
         raise ApiError(400, "Must specify properties")
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     await store.set_group_properties(group.id, data)
     group = await store.get_group(group.name) or group
     return json_response((await group_models(request, [group]))[0])

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway import JUPYTERHUB_API_VERSION, keys
 from gateway.auth import requires_scope
@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 @routes.post("/shutdown")
 @requires_scope("shutdown")
 async def shutdown(request: web.Request) -> web.StreamResponse:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     data = await json_body(request)
     servers = settings.cleanup_servers
     if data is not None:
@@ -47,14 +47,14 @@ async def shutdown(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write_eof()  # the answer is out before anything stops
     log.info("Shutdown requested through the API (servers=%s)", servers)
-    tasks = request.app[keys.SHUTDOWN_TASKS]  # holds a reference until the task has run
-    task = asyncio.create_task(_shut_down(request.app, servers), name="api-shutdown")
+    tasks = request.config_dict[keys.SHUTDOWN_TASKS]  # holds a reference until the task has run
+    task = asyncio.create_task(_shut_down(request.config_dict, servers), name="api-shutdown")
     tasks.add(task)
     task.add_done_callback(tasks.discard)
     return response
 
 
-async def _shut_down(app: web.Application, servers: bool) -> None:
+async def _shut_down(app: ChainMapProxy, servers: bool) -> None:
     manager = app.get(keys.SERVERS)
     if servers and manager is not None:
         try:
@@ -77,16 +77,16 @@ def hub_target(request: web.Request) -> str:
     if sockname:
         host, port = sockname[0], sockname[1]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     return f"http://{settings.listen_host or '127.0.0.1'}:{settings.listen_port}"
 
 
 def routing_table(request: web.Request) -> dict[str, dict[str, Any]]:
-    base_url = request.app[keys.SETTINGS].base_url
+    base_url = request.config_dict[keys.SETTINGS].base_url
     table: dict[str, dict[str, Any]] = {
         base_url: {"routespec": base_url, "target": hub_target(request), "data": {"hub": True}},
     }
-    route_table = request.app.get(keys.ROUTES)
+    route_table = request.config_dict.get(keys.ROUTES)
     for route in route_table.all() if route_table is not None else ():
         if route.kind == "service" or getattr(route, "service", None):
             data: dict[str, Any] = {"service": route.service}
@@ -106,7 +106,7 @@ async def get_routes(request: web.Request) -> web.Response:
 
 
 async def _resync(request: web.Request) -> None:
-    manager = request.app.get(keys.SERVERS)
+    manager = request.config_dict.get(keys.SERVERS)
     if manager is not None:
         await manager.check_routes()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway import JUPYTERHUB_API_VERSION, __version__, keys
 from gateway.identity import server_view
@@ -26,7 +26,7 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def authenticator_info(app: web.Application) -> dict[str, str]:
+def authenticator_info(app: ChainMapProxy) -> dict[str, str]:
     settings = app[keys.SETTINGS]
     if settings.authenticator_class != "plugin":
         return {"class": class_path(AUTHENTICATORS[settings.authenticator_class]), "version": __version__}
@@ -53,14 +53,14 @@ def _spawner_info(settings) -> dict:
 @routes.get("/info")
 @requires_scope("read:hub")
 async def info(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     return json_response({
         "version": JUPYTERHUB_API_VERSION,
         "gateway_version": __version__,
         "python": sys.version,
         "sys_executable": sys.executable,
         "spawner": _spawner_info(settings),
-        "authenticator": authenticator_info(request.app),
+        "authenticator": authenticator_info(request.config_dict),
     })
 
 
@@ -70,8 +70,8 @@ async def whoami(request: web.Request) -> web.Response:
     identity = current_identity(request)
     if identity.anonymous:
         raise ApiError(403)
-    store = request.app[keys.STORE]
-    base_url = request.app[keys.SETTINGS].base_url
+    store = request.config_dict[keys.STORE]
+    base_url = request.config_dict[keys.SETTINGS].base_url
     held = list(_held(identity.scopes.expanded))  # reported without the identify scopes added below
     own_view = _with_identify(identity.scopes, identity.kind, identity.name)
     if identity.kind == "user":
@@ -112,7 +112,7 @@ def _own_fields(scope_set: scopes.Scopes, name: str, groups: frozenset[str]) -> 
 
 async def _own_servers(request: web.Request, user, fields: frozenset[str]) -> dict:
     """Server fields of the whoami model, from the server manager when one runs."""
-    manager = request.app.get(keys.SERVERS)
+    manager = request.config_dict.get(keys.SERVERS)
     if manager is None or not ({"servers", "server", "pending"} & fields):
         return {}
     return await user_server_models(manager, user, request[keys.IDENTITY])
@@ -123,9 +123,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
     mount_api(app, routes)
-    app.router.add_get(settings.api_route.rstrip("/"), public(root))
-    app.router.add_get(server_view.route_prefix(settings.api_route.rstrip("/")), public(root))  # version check
-    for path in (settings.hub_route + "health", settings.api_route + "health"):
-        app.router.add_get(path, public(health))
+    api = app[keys.API_APP]
+    api.router.add_get("", public(root))  # <base_url>hub/api, the sub-app's own prefix
+    api.router.add_get(server_view.route_prefix(""), public(root))  # version check
+    for part in (app[keys.HUB_APP], api):  # /hub/health and /hub/api/health
+        part.router.add_get("/health", public(health))

@@ -11,7 +11,7 @@ from gateway.ops.metrics import FORBIDDEN_MESSAGE, METRICS_SCOPE
 
 
 def may_read_metrics(request: web.Request) -> bool:
-    if not request.app[keys.SETTINGS].authenticate_prometheus:
+    if not request.config_dict[keys.SETTINGS].authenticate_prometheus:
         return True
     identity = request.get(keys.IDENTITY)
     return identity is not None and not identity.anonymous and identity.scopes.has(METRICS_SCOPE)
@@ -20,10 +20,10 @@ def may_read_metrics(request: web.Request) -> bool:
 async def metrics_page(request: web.Request) -> web.StreamResponse:
     """GET /hub/metrics and /hub/api/metrics: Prometheus text, or 403 HTML as JupyterHub answers."""
     if not may_read_metrics(request):
-        renderer = request.app.get(keys.ERROR_PAGE, plain_html_error)
+        renderer = request.config_dict.get(keys.ERROR_PAGE, plain_html_error)
         return await renderer(request, 403, FORBIDDEN_MESSAGE)
-    metrics = request.app[keys.METRICS]
-    await metrics.refresh(request.app[keys.STORE], request.app.get(keys.SERVERS))
+    metrics = request.config_dict[keys.METRICS]
+    await metrics.refresh(request.config_dict[keys.STORE], request.config_dict.get(keys.SERVERS))
     return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -37,6 +37,5 @@ async def record_startup(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
-    for path in (settings.hub_route + "metrics", settings.api_route + "metrics"):
-        app.router.add_get(path, metrics_page, allow_head=False)
+    for part in (app[keys.HUB_APP], app[keys.API_APP]):  # /hub/metrics and /hub/api/metrics
+        part.router.add_get("/metrics", metrics_page, allow_head=False)

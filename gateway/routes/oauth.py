@@ -35,7 +35,7 @@ def with_query(uri: str, params: dict[str, str]) -> str:
 async def checked_client(request: web.Request) -> tuple[OAuthClient, str]:
     """The client and redirect URI of an authorize request, or ApiError (shown on the page)."""
     query = request.query
-    client = await request.app[keys.OAUTH].client(query.get("client_id", ""))
+    client = await request.config_dict[keys.OAUTH].client(query.get("client_id", ""))
     if client is None:
         raise ApiError(400, "Invalid client_id parameter value.")
     redirect_uri = query.get("redirect_uri") or client.redirect_uri
@@ -65,7 +65,7 @@ def pkce_problem(query) -> str | None:
 async def authorize(request: web.Request, confirmed_scopes: list[str] | None) -> web.StreamResponse:
     """GET: consent page or straight back to the client; POST: the user confirmed (``scopes`` chosen)."""
     identity = request[keys.IDENTITY]
-    provider: OAuthProvider = request.app[keys.OAUTH]
+    provider: OAuthProvider = request.config_dict[keys.OAUTH]
     client, redirect_uri = await checked_client(request)
     query = request.query
     if query.get("response_type") != "code":
@@ -73,7 +73,7 @@ async def authorize(request: web.Request, confirmed_scopes: list[str] | None) ->
     problem = pkce_problem(query)
     if problem:
         return request_error(query, redirect_uri, "invalid_request", problem)
-    authorizer = request.app[keys.AUTHORIZER]
+    authorizer = request.config_dict[keys.AUTHORIZER]
     groups = await authorizer.groups_of(client.user) if client.user else frozenset()
     if not provider.may_access(client, identity, groups):
         raise ApiError(403, f"You do not have permission to access {client.description}")
@@ -117,7 +117,7 @@ async def as_page(request: web.Request, confirmed: list[str] | None) -> web.Stre
     try:
         return await authorize(request, confirmed)
     except ApiError as e:  # the browser sees a page, not JSON, although the path is under /hub/api
-        return await request.app[keys.ERROR_PAGE](request, e.status, e.message)
+        return await request.config_dict[keys.ERROR_PAGE](request, e.status, e.message)
 
 
 @page()
@@ -163,10 +163,10 @@ async def token(request: web.Request) -> web.Response:
         if form.get("grant_type") != "authorization_code":
             raise OAuthError("unsupported_grant_type", "Only grant_type=authorization_code is supported")
         client_id, secret = client_credentials(request, form)
-        client = await request.app[keys.OAUTH].authenticate_client(client_id, secret)
+        client = await request.config_dict[keys.OAUTH].authenticate_client(client_id, secret)
         if client is None:
             raise OAuthError("invalid_client", "Client authentication failed", status=401)
-        issued, plaintext = await request.app[keys.OAUTH].exchange(
+        issued, plaintext = await request.config_dict[keys.OAUTH].exchange(
             client, str(form.get("code", "")), form.get("redirect_uri"), form.get("code_verifier"))
     except OAuthError as e:
         return oauth_error(e)
@@ -181,7 +181,7 @@ async def oauth_context(app: web.Application):
 
 
 def setup(app: web.Application) -> None:
-    prefix = app[keys.SETTINGS].api_route
-    app.router.add_get(prefix + "oauth2/authorize", authorize_get, allow_head=False)
-    app.router.add_post(prefix + "oauth2/authorize", authorize_post)
+    api = app[keys.API_APP]
+    api.router.add_get("/oauth2/authorize", authorize_get, allow_head=False)
+    api.router.add_post("/oauth2/authorize", authorize_post)
     mount_api(app, routes)

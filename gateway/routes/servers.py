@@ -52,7 +52,7 @@ def route_all(method: str, *paths: str) -> Callable[[Handler], Handler]:
 
 
 def manager(request: web.Request) -> ServerManager:
-    return request.app[keys.SERVERS]
+    return request.config_dict[keys.SERVERS]
 
 
 def server_name_of(request: web.Request) -> str:
@@ -60,7 +60,7 @@ def server_name_of(request: web.Request) -> str:
 
 
 async def target_user(request: web.Request) -> User:
-    user = await request.app[keys.STORE].get_user(request.match_info["user_name"])
+    user = await request.config_dict[keys.STORE].get_user(request.match_info["user_name"])
     if user is None:
         raise ApiError(404)
     return user
@@ -92,7 +92,7 @@ def empty(status: int) -> web.Response:
 async def start_server(request: web.Request) -> web.Response:
     user = await target_user(request)
     options, display_name = server_request_body(await json_body(request))
-    authenticator = request.app.get(keys.AUTHENTICATOR)
+    authenticator = request.config_dict.get(keys.AUTHENTICATOR)
     if authenticator is not None and not await authenticator.refresh_before_spawn(request, current_identity(request),
                                                                                    user):
         raise ApiError(403, f"auth has expired for {user.name}, login again")
@@ -135,7 +135,7 @@ async def edit_server(request: web.Request) -> web.Response:
     new_name = body.get("name")
     if new_name is not None and (not isinstance(new_name, str) or not valid_server_name(new_name)):
         raise ApiError(400, f"Invalid server_name: {new_name!r}")
-    if (name or new_name is not None) and not request.app[keys.SETTINGS].allow_named_servers:
+    if (name or new_name is not None) and not request.config_dict[keys.SETTINGS].allow_named_servers:
         raise ApiError(400, NAMED_SERVERS_DISABLED)
     display_name = body.get("display_name")
     if display_name is not None and (not isinstance(display_name, str) or not valid_display_name(display_name)):
@@ -143,7 +143,7 @@ async def edit_server(request: web.Request) -> web.Response:
     options = body.get("user_options")
     if "user_options" in body and not isinstance(options, dict):
         raise ApiError(400, "user_options must be an object")
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     server = await store.get_server(user.id, name)
     if server is None:
         raise ApiError(404, f"User {user.name} has no such server {name}")
@@ -174,11 +174,11 @@ async def stop_server(request: web.Request) -> web.Response:
     body = await json_body(request)
     remove = bool(body.get("remove")) if isinstance(body, dict) else False
     name = server_name_of(request)
-    if name and not request.app[keys.SETTINGS].allow_named_servers:
+    if name and not request.config_dict[keys.SETTINGS].allow_named_servers:
         raise ApiError(400, NAMED_SERVERS_DISABLED)
     if not name and remove:
         raise ApiError(400, "Cannot delete the default server")
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     if name and await store.get_server(user.id, name) is None:
         raise ApiError(404, f"{user.name} has no server named '{name}'")
     entry = await manager(request).stop(user, name, remove=remove)
@@ -192,7 +192,7 @@ async def stop_server(request: web.Request) -> web.Response:
 @requires_scope("read:servers")
 async def get_server(request: web.Request) -> web.Response:
     user = await target_user(request)
-    server = await request.app[keys.STORE].get_server(user.id, server_name_of(request))
+    server = await request.config_dict[keys.STORE].get_server(user.id, server_name_of(request))
     if server is None:
         raise ApiError(404)
     identity = request[keys.IDENTITY]
@@ -223,7 +223,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         events = _last_failure(entry)
     try:
         await response.write(b"\n\n")
-        async with contextlib.aclosing(_with_keepalives(events, request.app[keys.STOPPING])) as stream:
+        async with contextlib.aclosing(_with_keepalives(events, request.config_dict[keys.STOPPING])) as stream:
             async for event in stream:
                 await response.write(encode_event(event) if event is not None else b"\n\n")
         await response.write_eof()

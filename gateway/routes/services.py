@@ -37,15 +37,15 @@ TOKEN_MIN_LENGTH = 8  # as JupyterHub's config tokens
 
 async def model_of(request: web.Request, service: Service) -> dict[str, Any]:
     fields = current_identity(request).scopes.fields_for_service(service.name)
-    roles = await request.app[keys.STORE].role_names_of_service(service.id) if "roles" in fields else ()
-    return service_model(service, fields=fields, base_url=request.app[keys.SETTINGS].base_url, roles=roles)
+    roles = await request.config_dict[keys.STORE].role_names_of_service(service.id) if "roles" in fields else ()
+    return service_model(service, fields=fields, base_url=request.config_dict[keys.SETTINGS].base_url, roles=roles)
 
 
 @routes.get("/services")
 @requires_scope("list:services", post_filter=True)
 async def list_services(request: web.Request) -> web.Response:
     allowed = current_identity(request).scopes.list_filter("list:services")
-    services = await request.app[keys.STORE].list_services()
+    services = await request.config_dict[keys.STORE].list_services()
     return json_response({s.name: await model_of(request, s) for s in services if allowed.allows_service(s.name)})
 
 
@@ -53,7 +53,7 @@ async def list_services(request: web.Request) -> web.Response:
 @requires_scope("read:services", "read:services:name", "read:roles:services")
 async def get_service(request: web.Request) -> web.Response:
     name = request.match_info["service_name"]
-    service = await request.app[keys.STORE].get_service(name)
+    service = await request.config_dict[keys.STORE].get_service(name)
     if service is None:
         raise ApiError(404, f"No such service: {shown(name)}")
     return json_response(await model_of(request, service))
@@ -91,7 +91,7 @@ async def check_grantable(request: web.Request, spec: dict[str, Any]) -> None:
     """A caller may only create a service holding scopes the caller holds (admin role, client scopes)."""
     wanted: list[str] = []
     if spec.get("admin"):
-        wanted += scopes.default_roles(request.app[keys.SETTINGS].admin_access)["admin"].scopes
+        wanted += scopes.default_roles(request.config_dict[keys.SETTINGS].admin_access)["admin"].scopes
     wanted += [s for s in spec.get("oauth_client_allowed_scopes") or [] if isinstance(s, str)]
     if not wanted:
         return
@@ -110,7 +110,7 @@ async def check_grantable(request: web.Request, spec: dict[str, Any]) -> None:
 @requires_scope("admin:services")
 async def create_service(request: web.Request) -> web.Response:
     name = request.match_info["service_name"]
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     data = await json_body(request)
     if await store.get_service(name) is not None:
         raise ApiError(409, f"Service {shown(name)} already exists")
@@ -121,7 +121,7 @@ async def create_service(request: web.Request) -> web.Response:
     await check_grantable(request, data)
     if data.get("command"):
         raise ApiError(400, f"Can not create managed service {shown(name)} at runtime")
-    fields = service_fields(name, data, request.app[keys.SETTINGS].base_url)
+    fields = service_fields(name, data, request.config_dict[keys.SETTINGS].base_url)
     token = data.get("api_token")
     if token is not None and (not security.TOKEN_MAX_LENGTH >= len(token) >= TOKEN_MIN_LENGTH
                               or await store.find_token(token) is not None):
@@ -130,7 +130,7 @@ async def create_service(request: web.Request) -> web.Response:
         service = await store.add_service(name, token=token, roles=("admin",) if fields["admin"] else (), **fields)
     except Conflict:
         raise ApiError(409, f"Service {shown(name)} already exists") from None
-    manager = request.app.get(keys.SERVICES)
+    manager = request.config_dict.get(keys.SERVICES)
     if manager is not None:
         manager.add_route(service)  # JupyterHub adds a runtime service with a url to the proxy too
     log.info("Added service %s at runtime", shown(name))
@@ -141,14 +141,14 @@ async def create_service(request: web.Request) -> web.Response:
 @requires_scope("admin:services")
 async def delete_service(request: web.Request) -> web.Response:
     name = request.match_info["service_name"]
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     service = await store.get_service(name)
     if service is None:
         raise ApiError(404, f"Service {shown(name)} does not exist")
     if service.from_config:
         raise ApiError(405, f"Service {shown(name)} is not modifiable at runtime")
     await store.delete_service(service.id)  # its tokens and role grants go with it
-    manager = request.app.get(keys.SERVICES)
+    manager = request.config_dict.get(keys.SERVICES)
     if manager is not None:
         manager.remove_route(name)
     log.info("Removed service %s", shown(name))

@@ -44,15 +44,15 @@ MESSAGE_LIMIT = 400
 
 
 def shares_of(request: web.Request) -> Shares:
-    return Shares(request.app[keys.STORE])
+    return Shares(request.config_dict[keys.STORE])
 
 
 # ---------------------------------------------------------------- models
 
 
 def server_part(request: web.Request, owner: str, server_name: str) -> dict[str, Any]:
-    settings = request.app[keys.SETTINGS]
-    manager = request.app.get(keys.SERVERS)
+    settings = request.config_dict[keys.SETTINGS]
+    manager = request.config_dict.get(keys.SERVERS)
     url = user_url(settings.base_url, owner, server_name)
     return {"user": {"name": owner}, "name": server_name, "url": url,
             "full_url": settings.public_url.rstrip("/") + url if settings.public_url else None,
@@ -72,7 +72,7 @@ def code_model(request: web.Request, code: ShareCode, plaintext: str | None = No
         "id": code.api_id, "created_at": iso(code.created), "expires_at": iso(code.expires_at),
         "exchange_count": code.exchange_count, "last_exchanged_at": iso(code.last_exchanged_at)}
     if plaintext is not None:
-        settings = request.app[keys.SETTINGS]
+        settings = request.config_dict[keys.SETTINGS]
         model["code"] = plaintext
         model["accept_url"] = f"{settings.hub_prefix}accept-share?code={plaintext}"
         model["full_accept_url"] = settings.public_url.rstrip("/") + model["accept_url"] if settings.public_url else None
@@ -93,14 +93,14 @@ async def page_of(request: web.Request, fetch: Callable[..., Awaitable[tuple[lis
 
 
 async def owner_or_404(request: web.Request, name: str, message: str | None = None) -> User:
-    user = await request.app[keys.STORE].get_user(name)
+    user = await request.config_dict[keys.STORE].get_user(name)
     if user is None:
         raise ApiError(404, message)
     return user
 
 
 async def server_or_404(request: web.Request, owner: str, server_name: str) -> Server:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     user = await store.get_user(owner)
     server = await store.get_server(user.id, server_name) if user is not None else None
     if server is None:
@@ -110,7 +110,7 @@ async def server_or_404(request: web.Request, owner: str, server_name: str) -> S
 
 async def may_grant(request: web.Request, identity: Identity, bases: tuple[str, ...], owner: str, server: str) -> None:
     """A share (or code) may only pass on what the caller holds on that server."""
-    groups = await request.app[keys.AUTHORIZER].groups_of(owner)
+    groups = await request.config_dict[keys.AUTHORIZER].groups_of(owner)
     for base in bases:
         if not identity.scopes.has(base, server=f"{owner}/{server}", user_groups=groups):
             raise ApiError(403, f"Do not have permission to grant share with scope {base}!server={owner}/{server}")
@@ -178,10 +178,10 @@ async def grant_share(request: web.Request) -> web.Response:
     server = await server_or_404(request, owner, server_name)
     identity = current_identity(request)
     await may_grant(request, identity, bases, owner, server_name)
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     if kind == "user":
         if not identity.scopes.has("read:users:name", user=name,
-                                   user_groups=await request.app[keys.AUTHORIZER].groups_of(name)):
+                                   user_groups=await request.config_dict[keys.AUTHORIZER].groups_of(name)):
             raise ApiError(403, "Need scope 'read:users:name' to share with users by name")
         target = await store.get_user(name)
         if target is None:
@@ -204,7 +204,7 @@ async def revoke_share(request: web.Request) -> web.Response:
     body = request_body(await json_body(request), {"scopes", "user", "group"})
     kind, name = recipient_of(body)
     server = await server_or_404(request, owner, server_name)
-    store, shares = request.app[keys.STORE], shares_of(request)
+    store, shares = request.config_dict[keys.STORE], shares_of(request)
     if kind == "user":
         target = await store.get_user(name)
         share = await shares.find(server.id, user_id=target.id) if target else None
@@ -241,7 +241,7 @@ async def shared_with_user(request: web.Request) -> web.Response:
 
 async def group_or_404(request: web.Request):
     name = request.match_info["group_name"]
-    group = await request.app[keys.STORE].get_group(name)
+    group = await request.config_dict[keys.STORE].get_group(name)
     if group is None:
         raise ApiError(404, f"No such group: {shown(name)}")
     return group
@@ -251,7 +251,7 @@ async def recipient_share_or_404(request: web.Request, kind: str) -> Share:
     """The share the URL names: to the ``kind`` ('user' or 'group') ``{kind}_name``, on ``owner``/``shared_server``.
     An unknown group is its own 404; an unknown user, owner or server is 'no such share'."""
     name, owner, server_name = (request.match_info[k] for k in (f"{kind}_name", "owner", "shared_server"))
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     recipient = await group_or_404(request) if kind == "group" else await store.get_user(name)
     owner_user = await store.get_user(owner)
     server = await store.get_server(owner_user.id, server_name) if owner_user else None

@@ -33,8 +33,8 @@ IDENTIFY_USER_FIELDS = frozenset({"kind", "name", "admin", "user_info", "groups"
 
 async def effective_scopes(request: web.Request, token: Token) -> frozenset[str]:
     """What the token may do now (``inherit``: exactly the owner's scopes)."""
-    authorizer = request.app[keys.AUTHORIZER]
-    store = request.app[keys.STORE]
+    authorizer = request.config_dict[keys.AUTHORIZER]
+    store = request.config_dict[keys.STORE]
     if token.owner_kind == "user":
         owner = await store.get_user_by_id(token.owner_id)
         owner_name = owner.name if owner else token.owner_name
@@ -69,7 +69,7 @@ async def users_token_or_404(request: web.Request) -> tuple[User, Token]:
     name = request.match_info["user_name"]
     user = await user_or_404(request, name, f"No such user: {shown(name)}")
     token_id = request.match_info["token_id"]
-    token = await request.app[keys.STORE].get_token(parse_token_id(user, token_id))
+    token = await request.config_dict[keys.STORE].get_token(parse_token_id(user, token_id))
     if token is None or token.owner_kind != "user" or token.owner_id != user.id:
         raise ApiError(404, f"No such token {shown(token_id)} for user {shown(user.name)}")
     return user, token
@@ -78,7 +78,7 @@ async def users_token_or_404(request: web.Request) -> tuple[User, Token]:
 @routes.get("/users/{user_name}/tokens")
 @requires_scope("read:tokens")
 async def list_tokens(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     name = request.match_info["user_name"]
     user = await user_or_404(request, name, f"No such user: {shown(name)}")
     await store.delete_tokens(user_id=user.id, expired_before=time.time())  # as JupyterHub: expired ones go
@@ -98,7 +98,7 @@ async def get_token(request: web.Request) -> web.Response:
 @routes.delete("/users/{user_name}/tokens/{token_id}")
 @requires_scope("tokens")
 async def delete_token(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     user, token = await users_token_or_404(request)
     if token.client_id != "jupyterhub":
         # Revoking one OAuth token revokes everything that client was issued for this user.
@@ -115,7 +115,7 @@ async def delete_token(request: web.Request) -> web.Response:
 
 async def requester_from_body(request: web.Request, body: dict[str, Any]) -> Identity:
     """``{"auth": {"username", "password"}}`` checked by the authenticator; any failure is a bare 403."""
-    authenticator = request.app.get(keys.AUTHENTICATOR)
+    authenticator = request.config_dict.get(keys.AUTHENTICATOR)
     auth = body.get("auth")
     if authenticator is None or not isinstance(auth, dict):
         raise ApiError(403)
@@ -133,7 +133,7 @@ async def requester_from_body(request: web.Request, body: dict[str, Any]) -> Ide
         raise ApiError(403) from None
     if user is None:
         raise ApiError(403)
-    return await request.app[keys.AUTHORIZER].identity_for("user", user=user, via="none")
+    return await request.config_dict[keys.AUTHORIZER].identity_for("user", user=user, via="none")
 
 
 def check_token_body(body: dict[str, Any], max_seconds: int) -> tuple[str | None, int | None]:
@@ -162,8 +162,8 @@ def check_token_body(body: dict[str, Any], max_seconds: int) -> tuple[str | None
 
 async def requested_scopes(request: web.Request, body: dict[str, Any], owner: User) -> list[str]:
     """The raw scopes to store: ``scopes``, or the scopes of ``roles``, or the token role's; checked against the owner."""
-    store = request.app[keys.STORE]
-    authorizer = request.app[keys.AUTHORIZER]
+    store = request.config_dict[keys.STORE]
+    authorizer = request.config_dict[keys.AUTHORIZER]
     if body.get("scopes") is not None and body.get("roles") is not None:
         raise ApiError(400, "Can only assign one of scopes or roles when creating tokens.")
     if body.get("scopes") is not None:
@@ -194,8 +194,8 @@ async def requested_scopes(request: web.Request, body: dict[str, Any], owner: Us
 @routes.post("/users/{user_name}/tokens")
 @authenticated
 async def create_token(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
-    store = request.app[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
     name = request.match_info["user_name"]
     body = await json_body(request)
     body = {} if body is None else body
@@ -205,7 +205,7 @@ async def create_token(request: web.Request) -> web.Response:
     if requester.anonymous:
         requester = await requester_from_body(request, body)  # no XSRF needed: the body is the credential
     user = await store.get_user(name)
-    groups = await request.app[keys.AUTHORIZER].groups_of(name) if user else frozenset()
+    groups = await request.config_dict[keys.AUTHORIZER].groups_of(name) if user else frozenset()
     if user is None or not requester.scopes.has("tokens", user=name, user_groups=groups):
         raise ApiError(403, f"{(requester.kind or 'user').title()} {shown(name)} not found "
                             "or no permissions to generate tokens")
@@ -235,12 +235,12 @@ async def identify_token(request: web.Request) -> web.Response:
     if identity.anonymous or identity.via != "token":
         raise ApiError(403, MISSING_CREDENTIALS if identity.anonymous else None)
     log.warning("/authorizations/token/:token is deprecated; use /hub/api/user")
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     token = await store.find_token(request.match_info["token"])
     if token is None or token.expired(time.time()):
         raise ApiError(404)
-    activity = request.app.get(keys.ACTIVITY)
-    base_url = request.app[keys.SETTINGS].base_url
+    activity = request.config_dict.get(keys.ACTIVITY)
+    base_url = request.config_dict[keys.SETTINGS].base_url
     if token.owner_kind == "user":
         owner = await store.get_user_by_id(token.owner_id)
         if owner is None:

@@ -61,7 +61,7 @@ def admin_roles(admin: bool) -> tuple[str, ...]:
 @routes.get("/users")
 @requires_scope("list:users", post_filter=True)
 async def list_users(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     identity = current_identity(request)
     state = request.query.get("state", "")
     if state and state not in STATES:
@@ -99,8 +99,8 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.post("/users")
 @requires_scope("admin:users")
 async def create_users(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
-    store = request.app[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
     body = await json_body(request)
     if not body or not isinstance(body, dict) or not body.get("usernames"):
         raise ApiError(400, "Must specify at least one user to create")
@@ -144,8 +144,8 @@ async def get_user(request: web.Request) -> web.Response:
 @requires_scope("admin:users")
 async def create_user(request: web.Request) -> web.Response:
     name = request.match_info["user_name"]
-    settings = request.app[keys.SETTINGS]
-    store = request.app[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
     body = await json_body(request)
     if await store.get_user(name) is not None:
         raise ApiError(409, f"User {shown(name)} already exists")
@@ -170,15 +170,15 @@ async def create_user(request: web.Request) -> web.Response:
 @routes.patch("/users/{user_name}")
 @requires_scope("admin:users")
 async def modify_user(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
-    store = request.app[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
     identity = current_identity(request)
     user = await user_or_404(request, request.match_info["user_name"])
     data = check_user_body(await json_body(request))
     for key in ("groups", "roles"):
         if key in data:
             raise ApiError(400, f"user.{key} cannot be changed here; use the groups API and load_roles")
-    crypt = getattr(request.app.get(keys.AUTHENTICATOR), "crypt", None)
+    crypt = getattr(request.config_dict.get(keys.AUTHENTICATOR), "crypt", None)
     if "auth_state" in data:
         if crypt is None:
             raise ApiError(400, "user.auth_state cannot be set: auth state is not enabled")
@@ -222,11 +222,11 @@ async def modify_user(request: web.Request) -> web.Response:
 @routes.delete("/users/{user_name}")
 @requires_scope("delete:users")
 async def delete_user(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     user = await user_or_404(request, request.match_info["user_name"])
     if is_self(current_identity(request), user):
         raise ApiError(400, "Cannot delete yourself!")
-    manager = request.app.get(keys.SERVERS)
+    manager = request.config_dict.get(keys.SERVERS)
     if manager is not None:
         await manager.stop_all(user)
     await store.delete_user(user.id)  # servers, tokens, sessions and memberships go with it
@@ -251,7 +251,7 @@ def activity_time(value: Any, now: float) -> float:
 @routes.post("/users/{user_name}/activity")
 @requires_scope("users:activity")
 async def post_activity(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     name = request.match_info["user_name"]
     body = await json_body(request)
     user = await user_or_404(request, name, f"No such user: {shown(repr(name))}")
@@ -287,7 +287,7 @@ async def post_activity(request: web.Request) -> web.Response:
 async def admin_access(request: web.Request) -> web.Response:
     """Deprecated since JupyterHub 0.8; kept for its answers."""
     log.warning("POST /users/{name}/admin-access is deprecated and does nothing")
-    if not request.app[keys.SETTINGS].admin_access:
+    if not request.config_dict[keys.SETTINGS].admin_access:
         raise ApiError(403, "admin access to user servers disabled")
     await user_or_404(request, request.match_info["user_name"])
     return empty_response(200)

@@ -37,6 +37,8 @@ their path only (:func:`gateway.wire.routing.origin_form`).
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -131,6 +133,38 @@ def make_strict_middleware(body_limit: BodyLimit) -> Callable[..., Awaitable[web
         return await handler(request)
 
     return strict_http
+
+
+def strict_handler(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                   body_limit: BodyLimit) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler`` applying :func:`check_request` first: for the root app's own few routes, where no
+    middleware runs (the hub's parts have the middleware, the proxy checks for itself)."""
+
+    @functools.wraps(handler)
+    async def strict(request: web.Request) -> web.StreamResponse:
+        problem = check_request(request, body_limit(request))
+        if problem is not None:
+            raise problem
+        return await handler(request)
+
+    return strict
+
+
+def make_unrouted_middleware(body_limit: BodyLimit) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The root app's one middleware: a request no route took (aiohttp answers it 404 or 405 itself,
+    e.g. a CONNECT) still gets :func:`check_request`. Routed requests pass at the cost of one test:
+    the hub's sub-apps have the strict middleware, the proxy and the root's few routes check for themselves."""
+
+    @web.middleware
+    async def strict_unrouted(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        match_info = request.match_info
+        if match_info.http_exception is not None and len(match_info.apps) == 1:
+            problem = check_request(request, body_limit(request))
+            if problem is not None:
+                raise problem
+        return await handler(request)
+
+    return strict_unrouted
 
 
 def make_expect_handler(body_limit: BodyLimit) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:

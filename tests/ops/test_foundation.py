@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import ConfigError, generate_config, load_settings
+from gateway.routes import info
 from gateway.store import Store
 from tests.helpers.hub import start_hub_with
 from tests.helpers.paths import ROOT
@@ -172,20 +173,20 @@ async def test_whoami_and_error_shapes(hub):
         assert resp.status == 200
 
 
-async def test_unexpected_exception_is_json_500(make_settings):
-    app = create_app(make_settings())
-
+async def test_unexpected_exception_is_json_500(make_settings, monkeypatch):
     async def boom(request):
         raise RuntimeError("secret detail")
 
-    app.router.add_get("/hub/api/boom", boom)
+    # GET /hub/api's handler fails: the API sub-app is frozen once mounted, so it is replaced before create_app
+    monkeypatch.setattr(info, "root", boom)
+    app = create_app(make_settings())
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"http://127.0.0.1:{runner.addresses[0][1]}/hub/api/boom") as r:
+            async with s.get(f"http://127.0.0.1:{runner.addresses[0][1]}/hub/api") as r:
                 assert r.status == 500
                 assert await r.json() == {"status": 500, "message": "Internal Server Error"}
     finally:

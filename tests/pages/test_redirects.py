@@ -23,7 +23,7 @@ class FakeRequest:
         from gateway.config import Settings
 
         self.host = host
-        self.app = {keys.SETTINGS: Settings(public_url=public_url)}
+        self.config_dict = {keys.SETTINGS: Settings(public_url=public_url)}
 
 
 H = "127.0.0.1:8000"
