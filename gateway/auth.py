@@ -79,7 +79,8 @@ def make_identity_middleware():
 
     @web.middleware
     async def identity_middleware(request: web.Request, handler):
-        request[keys.IDENTITY] = await server_view.own_credentials_only(request, await resolve_identity(request))
+        request[keys.IDENTITY] = await server_view.own_credentials_only(
+            request, await resolve_identity(request), request.config_dict[keys.STORE])
         return await handler(request)
 
     return identity_middleware

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import keys
 from gateway.vocab.models import ANONYMOUS, Identity
 from gateway.vocab.serialize import SERVER_API_SEGMENT as SEGMENT
 from gateway.services.oauth import server_client_id
+from gateway.store import Store
 
 MATCH_KEY = "gateway_server_id"
 
@@ -30,7 +30,7 @@ def route_prefix(api_prefix: str) -> str:
     return f"{api_prefix}/{SEGMENT}/{{{MATCH_KEY}:[0-9]+}}"
 
 
-async def own_credentials_only(request: web.Request, identity: Identity) -> Identity:
+async def own_credentials_only(request: web.Request, identity: Identity, store: Store) -> Identity:
     """``identity`` unchanged off the servers' prefixes; there, only the server's own credentials count."""
     raw = request.match_info.get(MATCH_KEY)
     if raw is None or identity.anonymous:
@@ -42,7 +42,7 @@ async def own_credentials_only(request: web.Request, identity: Identity) -> Iden
     if token.server_id == server_id:
         return identity
     if token.client_id != "jupyterhub" and token.owner_kind == "user":
-        server = await request.config_dict[keys.STORE].get_server_by_id(server_id)
+        server = await store.get_server_by_id(server_id)
         if server is not None and token.client_id == server_client_id(server.user_name, server.name):
             return identity
     return ANONYMOUS
