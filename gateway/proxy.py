@@ -51,7 +51,7 @@ from gateway.wire.door_relay import relay
 from gateway.wire.forward import ProxyForwarder, slash_redirect
 from gateway.wire.http1 import PlainRequest
 from gateway.wire.httpstrict import MAX_HEADER_BLOCK, MAX_URL, check_request, make_expect_handler
-from gateway.wire.routing import BadPath, Route, RouteTable, canonical_target, origin_form
+from gateway.wire.routing import BadPath, Route, canonical_target, origin_form
 
 log = logging.getLogger("gateway.proxy")
 

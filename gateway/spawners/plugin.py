@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from jupyterhub import orm
-from jupyterhub.objects import Hub, Server
+from jupyterhub.objects import Hub
 from jupyterhub.spawner import Spawner as HubSpawner
 from traitlets.config import Config, Configurable
 
