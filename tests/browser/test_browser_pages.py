@@ -121,9 +121,11 @@ def on_this_hub(url: str, hub) -> bool:
     return url.startswith((hub.url + "/hub/", hub.url + "/user/alice/"))
 
 
-async def fresh_page(context, page):
-    await page.close()
-    return await context.new_page()
+async def settle_on_server(page, hub) -> None:
+    """Lets the landing's own navigation chain end at the started server before the next step.
+    The spawn page goes on to the server by itself; a step begun (or a page closed) while that
+    navigation commits races it, and Chromium can then leave page.close() waiting forever."""
+    await page.wait_for_url(hub.url + "/user/alice/")
 
 
 async def test_evil_next_lands_on_hub(page_hub, chromium):
@@ -132,12 +134,10 @@ async def test_evil_next_lands_on_hub(page_hub, chromium):
     context, page = await new_page(chromium)
     await log_in(page, hub, "alice", PASSWORD, next_url="https://evil.example/")
     assert on_this_hub(page.url, hub), page.url
-    # each step on a fresh page: the spawn page the previous step landed on goes on to the started
-    # server by itself, and that late navigation must not race the next step's
-    page = await fresh_page(context, page)
+    await settle_on_server(page, hub)
     await page.goto(hub.url + "/hub/login?next=%2F%2Fevil.example%2F")  # logged in: straight to next, if safe
     assert on_this_hub(page.url, hub), page.url
-    page = await fresh_page(context, page)
+    await settle_on_server(page, hub)
     await page.goto(hub.url + "/hub/login?next=http://" + hub.url.split("//")[1] + "//evil.example/")
     assert page.url == hub.url + "/evil.example/", page.url  # CVE-2026-33709: a path on this host
     await context.close()
