@@ -36,57 +36,14 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from tests.spawn.slurm_cluster import SlurmCluster  # noqa: E402
+from bench.spawn_time import ready_by_hand  # noqa: E402
+from tests.helpers.hub import GatewayProcess, free_port  # noqa: E402
 from tests.helpers.spawn import api  # noqa: E402
+from tests.spawn.slurm_cluster import SlurmCluster  # noqa: E402
 from tests.spawn.slurm_gateway import slurm_config, wait_ready  # noqa: E402
 
 BIN = Path(sys.executable).parent
 JOB_NAME = "spawner-jupyterhub"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gateway:
-    def __init__(self, workdir: Path, config: str, port: int, env: dict[str, str]):
-        self.workdir, self.port, self.env = workdir, port, {**env, "PYTHONPATH": str(ROOT)}
-        self.config = workdir / "jupyterhub_config.py"
-        self.config.write_text(config)
-        self.url = f"http://127.0.0.1:{port}"
-        log = open(workdir / "gateway.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-f", str(self.config), f"--port={port}",
-                                      "--ip=127.0.0.1"], cwd=workdir, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-
-    async def wait_health(self, limit: float = 60) -> None:
-        deadline = time.monotonic() + limit
-        async with aiohttp.ClientSession() as s:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError((self.workdir / "gateway.log").read_text()[-3000:])
-                try:
-                    async with s.get(self.url + "/hub/health") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise TimeoutError("gateway not healthy")
-
-    def token(self, user: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "gateway", "token", user, "-f", str(self.config)],
-                             cwd=self.workdir, env=self.env, capture_output=True, text=True, check=True, timeout=60)
-        return out.stdout.strip()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 class PortReports:
@@ -154,25 +111,6 @@ def bare_env(user: str, home: str, reports_port: int) -> dict[str, str]:
     }
 
 
-async def answers(port: int, path: str, limit: float = 180.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.01)
-            continue
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
-            line = await asyncio.wait_for(reader.readline(), deadline - loop.time())
-        finally:
-            writer.close()
-        if line.startswith(b"HTTP/"):
-            return
-    raise TimeoutError("bare server never answered")
-
-
 RUNNING_LINE = re.compile(r"^\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ServerApp\] Jupyter Server \S+ is running at")
 
 
@@ -198,7 +136,7 @@ async def wait_no_jobs(cluster: SlurmCluster, limit: float = 60) -> float:
     return time.perf_counter() - t0
 
 
-async def gateway_round(gw: Gateway, user: str, home: str, token: str,
+async def gateway_round(gw: GatewayProcess, user: str, home: str, token: str,
                         cluster: SlurmCluster) -> tuple[float, float, float]:
     async with aiohttp.ClientSession() as s:
         t0 = time.perf_counter()
@@ -224,7 +162,7 @@ async def bare_round(user: str, home: str, reports: PortReports, cluster: SlurmC
     job_id = out.stdout.strip().split(";")[0]
     try:
         port = await asyncio.wait_for(reports.ports.get(), 180)
-        await answers(port, f"/user/{user}/api/status")
+        await ready_by_hand(port, f"/user/{user}/api/status", limit=180)
         bare_s, answered_at = time.perf_counter() - t0, time.time()
         return bare_s, answered_at - running_since(Path(home) / f"bare_slurm_{job_id}.log")
     finally:
@@ -249,10 +187,10 @@ async def main() -> None:
         await reports.start()
         with tempfile.TemporaryDirectory() as workdir:
             port = free_port()
-            gw = Gateway(Path(workdir), slurm_config(user=user, hub_port=port, poll_interval=30), port,
-                         dict(os.environ))
-            await gw.wait_health()
-            token = gw.token(user)
+            gw = GatewayProcess(Path(workdir), slurm_config(user=user, hub_port=port, poll_interval=30), port)
+            gw.start()  # its environment is this one: SLURM_CONF and PATH above
+            await gw.wait_ready(60)
+            token = gw.run_cli("token", user, *gw.config_file_args).stdout.strip().splitlines()[-1]
             await gateway_round(gw, user, home, token, cluster)  # warm-up: page cache, .pyc files
             await bare_round(user, home, reports, cluster)
             spawns, stops, bares, gw_notices, bare_notices = [], [], [], [], []
@@ -266,7 +204,7 @@ async def main() -> None:
                 bare_notices.append(notice_s)
             gw.stop()
     finally:
-        if gw is not None and gw.proc.poll() is None:
+        if gw is not None:
             gw.stop()
         await reports.stop()
         cluster.stop()

@@ -47,12 +47,13 @@ KINDS = {
 }
 
 
-async def ready_by_hand(port: int, path: str, popen: subprocess.Popen, limit: float = 120.0) -> None:
-    """Poll like the spawner does, but written independently: connect every 10 ms, then one GET."""
+async def ready_by_hand(port: int, path: str, popen: subprocess.Popen | None = None, limit: float = 120.0) -> None:
+    """Poll like the spawner does, but written independently: connect every 10 ms, then one GET.
+    ``popen``: the server's process, when it is a child of this one (a batch job is not)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while loop.time() < deadline:
-        if popen.poll() is not None:
+        if popen is not None and popen.poll() is not None:
             raise RuntimeError(f"server exited with {popen.returncode}")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -36,6 +36,7 @@ from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, serv
 from gateway.services.managed import ServiceManager
 from gateway.store import Store
 from gateway.vocab import security
+from gateway.vocab.models import User
 from gateway.wire.httpstrict import make_strict_middleware, make_unrouted_middleware, server_handler_args
 from gateway.wire.routing import RouteTable
 
@@ -127,7 +128,12 @@ async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
     if settings.authenticator_class == "plugin":
         from gateway.authenticators.plugin import start_plugin  # imports jupyterhub: only when configured
 
-        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET])
+        async def remove_user(user: User) -> None:  # delete_invalid_users: as DELETE /users/{name} does
+            await app[keys.SERVERS].stop_all(user)
+            await store.delete_user(user.id)
+            app[keys.SERVERS].forget_user(user.name)
+
+        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET], remove_user)
     else:
         authenticator = make_authenticator(settings, store)
     authenticator.warn_about_config()

@@ -7,6 +7,7 @@ run as processes (the fake single-user server, the echo backend, services) in ``
   ``api()`` (JSON API call), ``new_user()`` and ``new_token()``.
 - ``gateway_process``: the gateway as a separate OS process (``python -m gateway``), for restart and kill tests.
 - ``page_hub``: a started gateway whose servers are the fake server; ``browsers``: browser-like HTTP clients;
+  ``chromium``: Debian's Chromium through Playwright (pages and journeys in tests/helpers/chromium.py);
   ``system_account``: a throw-away system user for PAM.
 - ``gateway``: the proxy harness in front of the echo backend (``echo_port``), at each ``base_url``.
 """
@@ -27,6 +28,7 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.wire.httpstrict import server_handler_args
+from tests.helpers.chromium import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.helpers.hub import GatewayProcess, Hub, free_port, start_hub_with, stop_recorded_servers
 from tests.helpers.pages import Browser, fake_server_settings
 from tests.helpers.paths import BACKENDS
@@ -139,6 +141,20 @@ async def page_hub(start_hub):
         return await start_hub(configure, **fake_server_settings(**overrides))
 
     return start
+
+
+@pytest.fixture
+async def chromium():
+    """Debian's Chromium, launched by Playwright for one test; fails (never skips) under CI=true if missing."""
+    require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @pytest.fixture

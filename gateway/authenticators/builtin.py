@@ -25,6 +25,8 @@ import logging
 import math
 import secrets
 
+from aiohttp import web
+
 from gateway.authenticators.throttle import LoginThrottle
 from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError
@@ -125,6 +127,9 @@ class Authenticator:
         return user
 
     async def refresh_before_spawn(self, request: web.Request, identity: Identity, user: User) -> bool:
+        return True
+
+    async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
         return True
 
     # ---------------------------------------------------------- the login flow

@@ -13,9 +13,12 @@ The only module that imports ``jupyterhub``, and only when ``authenticator_class
   ``manage_groups`` (hub groups created, membership made exactly the returned list), its auth_state
   (encrypted; cleared when auth state is disabled).
 - *Refresh*: ``refresh(user, handler, force)`` calls ``refresh_user`` at most every ``auth_refresh_age``
-  seconds per user (forced before a spawn with ``refresh_pre_spawn``); False means: log in again.
+  seconds per user (forced before a spawn with ``refresh_pre_spawn``, before a stop with
+  ``refresh_pre_stop``); False means: log in again.
 - *Start*: admin_users and allowed_users of the plugin exist as users; ``add_user`` is called for every
-  stored user (JupyterHub's ``init_users``: ``allow_existing_users`` works through it).
+  stored user (JupyterHub's ``init_users``: ``allow_existing_users`` works through it). A user whose
+  ``add_user`` raises (say, an account gone from the directory) is kept with a warning, or with
+  ``delete_invalid_users`` removed: its servers stopped, then the user deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
 from types import SimpleNamespace
@@ -53,8 +56,6 @@ UNHONOURED = (
     ("manage_roles", False, "authenticator-managed roles are not supported"),
     ("reset_managed_roles_on_startup", False, "authenticator-managed roles are not supported"),
     ("auth_refresh_strict", False, "strict refresh on API requests is not supported"),
-    ("refresh_pre_stop", False, "refresh before a stop is not supported"),
-    ("delete_invalid_users", False, "invalid stored users are not deleted at start"),
 )
 
 
@@ -409,12 +410,28 @@ class PluginAuthenticator:
                     user.name, identity.name)
         return True
 
+    async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
+        """``refresh_pre_stop`` (the spawner's stop may use a fresh auth_state): False when the user asked
+        for their own stop and the refresh failed, so the stop must wait for a new login. A stop asked
+        for by anyone else goes ahead on the stale auth, as in JupyterHub."""
+        if not getattr(self.plugin, "refresh_pre_stop", False):
+            return True
+        if await self.refresh(user, self.handler_for(request), force=True) is not None:
+            return True
+        if identity.kind == "user" and identity.user is not None and identity.user.id == user.id:
+            return False
+        log.warning("User %s may have stale auth info; stopping the server anyway (asked by %s)",
+                    user.name, identity.name)
+        return True
+
 
 # ---------------------------------------------------------------- start
 
 
-async def start_plugin(settings: Settings, store: Store, cookie_secret: bytes) -> PluginAuthenticator:
-    """Build the plugin and the auth_state crypt, then bring the store's users in line (JupyterHub's init_users)."""
+async def start_plugin(settings: Settings, store: Store, cookie_secret: bytes,
+                       remove_user: Callable[[User], Awaitable[None]]) -> PluginAuthenticator:
+    """Build the plugin and the auth_state crypt, then bring the store's users in line (JupyterHub's init_users).
+    ``remove_user`` deletes a user the plugin finds invalid, servers first (``delete_invalid_users``)."""
     plugin = build_plugin(settings)
     crypt = AuthStateCrypt.from_environment() if plugin.enable_auth_state else None
     if crypt is not None:
@@ -436,14 +453,31 @@ async def start_plugin(settings: Settings, store: Store, cookie_secret: bytes) -
             log.info("Created user %s from %s", name, "admin_users" if admin else "allowed_users")
         elif admin and not user.admin:
             await store.update_user(user.id, admin=True)
-    offset = 0
-    while True:  # every stored user, a page at a time
-        users, _ = await store.list_users(offset=offset, limit=500)
-        for user in users:
-            await _maybe_await(plugin.add_user(adapter.user_object(user)))
-        if len(users) < 500:
-            break
-        offset += 500
+    invalid = await _notify_stored_users(plugin, adapter, store)
+    for user, why in invalid:
+        if plugin.delete_invalid_users:
+            log.warning("Deleting user %s, whom %s no longer accepts (%s)", user.name, type(plugin).__name__, why)
+            await remove_user(user)
+        else:
+            log.warning("User %s is kept although %s no longer accepts them (%s); set "
+                        "c.Authenticator.delete_invalid_users = True to delete such users at start",
+                        user.name, type(plugin).__name__, why)
     if crypt is not None:
         log.info("auth_state is enabled: stored encrypted with the keys in JUPYTERHUB_CRYPT_KEY")
     return adapter
+
+
+async def _notify_stored_users(plugin: Any, adapter: PluginAuthenticator, store: Store) -> list[tuple[User, str]]:
+    """``add_user`` for every stored user, a page at a time; the users it refused, each with the reason."""
+    invalid: list[tuple[User, str]] = []
+    offset = 0
+    while True:
+        users, _ = await store.list_users(offset=offset, limit=500)
+        for user in users:
+            try:
+                await _maybe_await(plugin.add_user(adapter.user_object(user)))
+            except Exception as exc:  # the plugin's verdict, in whatever form it raises it
+                invalid.append((user, f"{type(exc).__name__}: {exc}"))
+        if len(users) < 500:
+            return invalid
+        offset += 500

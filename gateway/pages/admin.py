@@ -195,14 +195,24 @@ async def _server(request: web.Request, form, scope: str):
     return request.config_dict[keys.SERVERS], user, server
 
 
+async def _refreshed(request: web.Request, user: User, *, before: str) -> None:
+    """The authenticator's refresh_pre_spawn / refresh_pre_stop, as the REST API applies them."""
+    authenticator = request.config_dict[keys.AUTHENTICATOR]
+    refresh = authenticator.refresh_before_spawn if before == "start" else authenticator.refresh_before_stop
+    if not await refresh(request, request[keys.IDENTITY], user):
+        raise ApiError(403, f"auth has expired for {user.name}, login again")
+
+
 async def _start(request: web.Request, form) -> tuple[str, int]:
     manager, user, server = await _server(request, form, "start:servers")
+    await _refreshed(request, user, before="start")
     await manager.start(user, server)
     return "started", 0
 
 
 async def _stop(request: web.Request, form) -> tuple[str, int]:
     manager, user, server = await _server(request, form, "delete:servers")
+    await _refreshed(request, user, before="stop")
     entry = await manager.stop(user, server)
     if entry is not None:  # as the REST API: wait a little, so the page shows the outcome
         await manager.wait(entry, SLOW_STOP_TIMEOUT)

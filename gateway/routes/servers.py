@@ -181,6 +181,10 @@ async def stop_server(request: web.Request) -> web.Response:
     store = request.config_dict[keys.STORE]
     if name and await store.get_server(user.id, name) is None:
         raise ApiError(404, f"{user.name} has no server named '{name}'")
+    authenticator = request.config_dict.get(keys.AUTHENTICATOR)
+    if authenticator is not None and not await authenticator.refresh_before_stop(request, current_identity(request),
+                                                                                  user):
+        raise ApiError(403, f"auth has expired for {user.name}, login again")
     entry = await manager(request).stop(user, name, remove=remove)
     if entry is None:
         return empty(204)

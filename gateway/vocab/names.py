@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import re
 import unicodedata
-
-from gateway.config import Settings
+from collections.abc import Mapping
+from typing import Protocol
 
 MAX_NAME_LENGTH = 255
 SERVER_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,29}$")
 DISPLAY_NAME_MAX = 255
 
 
-def normalize_username(name: str, settings: Settings) -> str:
+class NameRules(Protocol):
+    """The two settings names follow (gateway.config.Settings has both)."""
+
+    @property
+    def username_map(self) -> Mapping[str, str]: ...
+
+    @property
+    def username_pattern(self) -> str | None: ...
+
+
+def normalize_username(name: str, settings: NameRules) -> str:
     name = name.lower()
     return settings.username_map.get(name, name)
 
 
-def validate_username(name: str, settings: Settings | None = None) -> bool:
+def validate_username(name: str, settings: NameRules | None = None) -> bool:
     if not name or len(name) > MAX_NAME_LENGTH or name != name.strip():
         return False
     if "/" in name or "\\" in name or set(name) == {"."}:

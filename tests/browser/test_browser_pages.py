@@ -9,68 +9,23 @@ Every wait is bounded (Playwright's default timeout, or an explicit one).
 
 from __future__ import annotations
 
-import asyncio
-import os
-from pathlib import Path
-
 import aiohttp
-import pytest
 from aiohttp import web
 
 from gateway import keys
 from gateway.identity.caches import SESSION_COOKIE
+from tests.helpers.chromium import (LAB_TIMEOUT_MS, RECORD_PROGRESS, TIMEOUT_MS, fill_login_form, new_page,
+                                    progress_seen, run_one_plus_one, session_cookie, shot)
 from tests.helpers.pages import add_user, gated_environment, open_gate
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery"
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-async def chromium():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
-    from playwright.async_api import async_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def new_page(chromium, *, phone: bool = False):
-    viewport = {"width": 375, "height": 740} if phone else {"width": 1200, "height": 820}
-    context = await chromium.new_context(viewport=viewport, reduced_motion="reduce")
-    context.set_default_timeout(TIMEOUT_MS)
-    page = await context.new_page()
-    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))  # confirm() on revoke/delete
-    return context, page
-
-
-async def shot(page, name: str) -> None:
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 async def log_in(page, hub, name: str, password: str, next_url: str | None = None) -> None:
     url = hub.url + "/hub/login" + (f"?next={next_url}" if next_url else "")
     await page.goto(url)
-    await page.get_by_label("Username").fill(name)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Log in").click()
+    await fill_login_form(page, name, password)
     await page.wait_for_load_state()
-
-
-async def session_cookie(context) -> str | None:
-    for cookie in await context.cookies():
-        if cookie["name"] == SESSION_COOKIE:
-            return cookie["value"]
-    return None
 
 
 async def api_status(hub, path: str, *, token: str | None = None, cookie: str | None = None) -> tuple[int, dict]:
@@ -287,22 +242,6 @@ async def test_home_spawn_progress_and_not_running(page_hub, chromium, tmp_path)
     await context.close()
 
 
-# Records every value the progress bar shows in sessionStorage, which outlives the navigation to the
-# server (same origin, same tab), so the test can check the bar reached 100 before it left.
-RECORD_PROGRESS = """
-document.addEventListener("DOMContentLoaded", () => {
-  const bar = document.getElementById("progress");
-  if (!bar) return;
-  new MutationObserver(() => {
-    const seen = JSON.parse(sessionStorage.getItem("progress-seen") || "[]");
-    seen.push(Number(bar.getAttribute("aria-valuenow")));
-    sessionStorage.setItem("progress-seen", JSON.stringify(seen));
-  }).observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
-});
-"""
-LAB_TIMEOUT_MS = 90_000  # JupyterLab's first load (a few MB of script through the proxy) and a kernel start
-
-
 async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium):
     """The journey: home → Start → progress to 100% → JupyterLab through the proxy → a notebook → 1+1 = 2."""
     hub = await page_hub(spawner_cmd=(), spawner_default_url="/lab", spawner_start_timeout=90.0)
@@ -316,11 +255,9 @@ async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium
     await log_in(page, hub, "alice", PASSWORD, next_url="%2Fhub%2Fhome")
     await page.get_by_role("link", name="Start").click()
     await page.wait_for_url(hub.url + "/user/alice/lab**", timeout=LAB_TIMEOUT_MS)
-    seen = await page.evaluate("JSON.parse(sessionStorage.getItem('progress-seen') || '[]')")
+    seen = await progress_seen(page)
     assert seen and seen[-1] == 100 and seen == sorted(seen), seen
-    launcher = page.locator(".jp-LauncherCard[data-category='Notebook']").first
-    await launcher.wait_for(timeout=LAB_TIMEOUT_MS)
-    await shot(page, "jupyterlab")
+    await run_one_plus_one(page, hub.url + "/user/alice/lab", shot_prefix="")
     # what JupyterLab was served: the proxy's XSRF cookie on the server's path, and never the server's secret
     cookies = {(c["name"], c["path"]) for c in await context.cookies()}
     assert ("_xsrf", "/user/alice/") in cookies
@@ -328,23 +265,6 @@ async def test_start_from_home_into_jupyterlab_and_run_a_cell(page_hub, chromium
     server = await hub.store.get_server(user.id, "")
     secret = hub.app[keys.COOKIE_CIPHER].decrypt(server.state["secret"])
     assert secret not in await page.content()
-    # JupyterLab drops a cell run before the notebook's kernel session exists; the kernel's websocket
-    # (through the proxy) opens once it does, so its first message from the kernel is the signal to go
-    kernel_talks = asyncio.Event()
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: kernel_talks.set())
-            if "/channels" in ws.url else None)
-    await launcher.click()
-    await page.wait_for_url(hub.url + "/user/alice/lab/tree/Untitled*.ipynb", timeout=LAB_TIMEOUT_MS)
-    editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
-    await editor.wait_for(timeout=LAB_TIMEOUT_MS)
-    await asyncio.wait_for(kernel_talks.wait(), LAB_TIMEOUT_MS / 1000)
-    await editor.click()
-    await page.keyboard.type("1+1")
-    await page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
-    await output.wait_for(timeout=LAB_TIMEOUT_MS)
-    assert (await output.text_content()).strip() == "2"
-    await shot(page, "notebook-1-plus-1")
     assert any("/user/alice/api/kernels/" in url and url.startswith("ws://") for url in sockets), sockets
     # JupyterLab's writes (new notebook, kernel session) carried the proxy's _xsrf cookie back as X-XSRFToken
     xsrf = next(c["value"] for c in await context.cookies() if c["name"] == "_xsrf" and c["path"] == "/user/alice/")

@@ -39,15 +39,20 @@ class Browser:
     async def close(self) -> None:
         await self.session.close()
 
-    async def get(self, path: str, **kwargs):
+    async def send(self, method: str, path: str, **kwargs):
+        """One request, redirects not followed; (status, body, headers)."""
         kwargs.setdefault("allow_redirects", False)
-        async with self.session.get(self.base + path, **kwargs) as r:
+        async with self.session.request(method, self.base + path, **kwargs) as r:
             return r.status, await r.text(), r.headers
 
+    async def get(self, path: str, **kwargs):
+        return await self.send("GET", path, **kwargs)
+
     async def post(self, path: str, data=None, **kwargs):
-        kwargs.setdefault("allow_redirects", False)
-        async with self.session.post(self.base + path, data=data, **kwargs) as r:
-            return r.status, await r.text(), r.headers
+        return await self.send("POST", path, data=data, **kwargs)
+
+    async def delete(self, path: str, **kwargs):
+        return await self.send("DELETE", path, **kwargs)
 
     def cookie(self, name: str) -> str | None:
         for morsel in self.session.cookie_jar:

@@ -55,7 +55,7 @@ async def wait_server(session: aiohttp.ClientSession, base: str, token: str, use
         await asyncio.sleep(0.2)
 
 
-def _execute_request(code: str, session: str) -> dict:
+def execute_request(code: str, session: str) -> dict:
     return {
         "header": {"msg_id": uuid.uuid4().hex, "username": "test", "session": session,
                    "msg_type": "execute_request", "version": "5.3",
@@ -78,7 +78,7 @@ async def run_in_kernel(base: str, user: str, token: str, code: str, server: str
             session = uuid.uuid4().hex
             url = f"{prefix}api/kernels/{kernel}/channels?session_id={session}"
             async with s.ws_connect(url, headers=auth) as ws:
-                request = _execute_request(code, session)
+                request = execute_request(code, session)
                 await ws.send_str(json.dumps(request))
                 for _ in range(300):  # bounded: status messages, then the result
                     msg = await ws.receive(timeout=60)

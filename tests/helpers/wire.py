@@ -103,3 +103,14 @@ def status_of(response: bytes) -> int:
     if not response.startswith(b"HTTP/1."):
         return 0
     return int(response.split(b" ", 2)[1])
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
+    """A raw HTTP/1 response: status, headers by lower-cased name (each a list), body as sent."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return int(lines[0].split(" ")[1]), headers, body

@@ -1,4 +1,4 @@
-"""Login fixtures: a real slapd per test module (tests/login/slapd.py), browser-like clients."""
+"""Login fixtures: a real slapd per test module (tests/login/slapd.py), (browser-like clients: the root conftest's ``browsers``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 import pytest
 
 from tests.login.slapd import SLAPD, Slapd
-from tests.helpers.pages import Browser
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +23,3 @@ def slapd(tmp_path_factory):
         pytest.fail(f"could not start slapd: {e}")
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def browser_for():
-    """make(gateway process) -> a Browser (its own cookie jar) for it; all closed at the end."""
-    browsers: list[Browser] = []
-
-    def make(proc) -> Browser:
-        browser = Browser(proc.url)
-        browsers.append(browser)
-        return browser
-
-    yield make
-    for browser in browsers:
-        await browser.close()

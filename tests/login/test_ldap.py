@@ -16,29 +16,29 @@ from gateway.auth import SESSION_COOKIE
 from tests.login.ldaptools import AUDITOR_TOKEN, CRYPT_KEY, READER_TOKEN, SERVICES, api, ldap_config, started, whoami
 from tests.login.slapd import PEOPLE, ROOT_DN, group_dn, password_of
 
-async def test_ldap_form_login(slapd, gateway_process, browser_for):
+async def test_ldap_form_login(slapd, gateway_process, browsers):
     proc = await started(gateway_process, ldap_config(slapd, 'c.Authenticator.admin_users = {"carol"}\n'))
     # the right password logs in, with a session cookie
-    alice = browser_for(proc)
+    alice = browsers(proc)
     status, _, headers = await alice.login("alice", password_of("alice"))
     assert status == 302, proc.log()[-2000:]
     assert alice.cookie(SESSION_COOKIE) and await whoami(alice) == "alice"
     # a wrong password does not
-    wrong = browser_for(proc)
+    wrong = browsers(proc)
     status, text, headers = await wrong.login("alice", "not-her-password")
     assert status == 403 and "Invalid username or password" in text
     assert wrong.cookie(SESSION_COOKIE) is None and await whoami(wrong) is None
     # a right password of a user outside allowed_groups is refused
-    bob = browser_for(proc)
+    bob = browsers(proc)
     status, _, _ = await bob.login("bob", password_of("bob"))
     assert status == 403 and await whoami(bob) is None
     # an admin named in admin_users (and in an allowed group) becomes an admin
-    carol = browser_for(proc)
+    carol = browsers(proc)
     assert (await carol.login("carol", password_of("carol")))[0] == 302
     async with carol.session.get(proc.url + "/hub/api/user") as r:
         assert (await r.json())["admin"] is True
     # a name typed in another case is normalised (lower case), as JupyterHub does
-    upper = browser_for(proc)
+    upper = browsers(proc)
     assert (await upper.login("  ALICE", password_of("alice")))[0] == 403  # the plugin's regex refuses capitals
     # JupyterHub's token request with credentials in the body goes through the plugin too
     status, body = await api(proc, "/users/alice/tokens", "", method="POST",
@@ -48,62 +48,58 @@ async def test_ldap_form_login(slapd, gateway_process, browser_for):
                           body={"auth": {"username": "alice", "password": "wrong"}})
     assert status == 403
     # tornado's rule: control characters become spaces, and the user name is stripped
-    nul = browser_for(proc)
+    nul = browsers(proc)
     assert (await nul.login("alice\x00", password_of("alice")))[0] == 302 and await whoami(nul) == "alice"
     assert "Traceback" not in proc.log()
 
 
+# lookup_dn: the plugin searches for the typed name (a search filter, not only a DN) as the directory's admin
+LOOKUP_DN = textwrap.dedent(f"""\
+    c.LDAPAuthenticator.bind_dn_template = []
+    c.LDAPAuthenticator.lookup_dn = True
+    c.LDAPAuthenticator.user_search_base = "{PEOPLE}"
+    c.LDAPAuthenticator.user_attribute = "uid"
+    c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "uid"
+    c.LDAPAuthenticator.lookup_dn_search_user = "{ROOT_DN}"
+    c.LDAPAuthenticator.lookup_dn_search_password = "root-secret"
+    """)
+
+
 @pytest.mark.parametrize("relaxed", [False, True], ids=["default-regex", "any-name"])
-async def test_ldap_injection_shaped_names_are_refused(slapd, gateway_process, browser_for, relaxed):
+async def test_ldap_injection_shaped_names_are_refused(slapd, gateway_process, browsers, relaxed):
     """With the plugin's name regex, and without it (then only its escaping stands between the name and
     the directory): no login, no server error, and the throttle counts the attempts."""
     body = 'c.LDAPAuthenticator.valid_username_regex = r"^.*$"\n' if relaxed else ""
     if relaxed:  # lookup_dn: the typed name goes into a search filter, not only into a DN
-        body += textwrap.dedent(f"""\
-            c.LDAPAuthenticator.bind_dn_template = []
-            c.LDAPAuthenticator.lookup_dn = True
-            c.LDAPAuthenticator.user_search_base = "{PEOPLE}"
-            c.LDAPAuthenticator.user_attribute = "uid"
-            c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "uid"
-            c.LDAPAuthenticator.lookup_dn_search_user = "{ROOT_DN}"
-            c.LDAPAuthenticator.lookup_dn_search_password = "root-secret"
-            """)
+        body += LOOKUP_DN
     proc = await started(gateway_process, ldap_config(slapd, body))
     for name in ("*", "alice)(uid=*", "*)(|(uid=*", "alice*", "uid=alice,ou=people", "alice\\2a"):
-        browser = browser_for(proc)
+        browser = browsers(proc)
         status, text, _ = await browser.login(name, password_of("alice"))
         assert status in (403, 429), (name, status, text[:300])
         assert await whoami(browser) is None
-    check = browser_for(proc)
+    check = browsers(proc)
     status, _, _ = await check.login("alice", password_of("alice"))
     assert status in (302, 429)  # the address may be throttled by now; never a server error
     log = proc.log()
     assert "Traceback" not in log and " 500 " not in log
 
 
-async def test_ldap_lookup_dn_and_posix_group(slapd, gateway_process, browser_for):
-    body = textwrap.dedent(f"""\
-        c.LDAPAuthenticator.bind_dn_template = []
-        c.LDAPAuthenticator.lookup_dn = True
-        c.LDAPAuthenticator.user_search_base = "{PEOPLE}"
-        c.LDAPAuthenticator.user_attribute = "uid"
-        c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "uid"
-        c.LDAPAuthenticator.lookup_dn_search_user = "{ROOT_DN}"
-        c.LDAPAuthenticator.lookup_dn_search_password = "root-secret"
-        """)
+async def test_ldap_lookup_dn_and_posix_group(slapd, gateway_process, browsers):
+    body = LOOKUP_DN
     proc = await started(gateway_process, ldap_config(slapd, body, allowed_groups=("posix-users",)))
-    dave = browser_for(proc)
+    dave = browsers(proc)
     assert (await dave.login("dave", password_of("dave")))[0] == 302, proc.log()[-2000:]
     assert await whoami(dave) == "dave"
-    alice = browser_for(proc)  # right password, but not in the posixGroup
+    alice = browsers(proc)  # right password, but not in the posixGroup
     assert (await alice.login("alice", password_of("alice")))[0] == 403
-    nobody = browser_for(proc)  # no such entry: the lookup finds nothing
+    nobody = browsers(proc)  # no such entry: the lookup finds nothing
     assert (await nobody.login("zed", "zed-secret"))[0] == 403
 
 
-async def test_ldap_login_is_throttled(slapd, gateway_process, browser_for):
+async def test_ldap_login_is_throttled(slapd, gateway_process, browsers):
     proc = await started(gateway_process, ldap_config(slapd))
-    browser = browser_for(proc)
+    browser = browsers(proc)
     statuses = [(await browser.login("carol", f"wrong-{i}"))[0] for i in range(5)]
     assert statuses == [403] * 5
     status, text, headers = await browser.login("carol", password_of("carol"))
@@ -111,14 +107,14 @@ async def test_ldap_login_is_throttled(slapd, gateway_process, browser_for):
     assert await whoami(browser) is None
 
 
-async def test_ldap_auth_state_encrypted_and_scoped(slapd, gateway_process, browser_for, monkeypatch):
+async def test_ldap_auth_state_encrypted_and_scoped(slapd, gateway_process, browsers, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", CRYPT_KEY)
     body = SERVICES + textwrap.dedent("""\
         c.Authenticator.enable_auth_state = True
         c.LDAPAuthenticator.auth_state_attributes = ["mail", "departmentNumber"]
         """)
     proc = await started(gateway_process, ldap_config(slapd, body))
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302, proc.log()[-2000:]
     # visible to a holder of admin:auth_state
     status, model = await api(proc, "/users/alice", AUDITOR_TOKEN)
@@ -168,7 +164,7 @@ async def test_keys_gateway_cannot_honour_stop_the_start(slapd, gateway_process)
     assert result.returncode == 2 and "no authenticator named 'no-such-auth'" in result.stderr, result.stderr
 
 
-GROUPS_CLASS = f'''
+GROUPS_CLASS = '''
 from ldapauthenticator import LDAPAuthenticator
 
 class GroupsLDAP(LDAPAuthenticator):
@@ -182,26 +178,26 @@ class GroupsLDAP(LDAPAuthenticator):
 
 def staff_are_admins(authenticator, handler, model):
     model["admin"] = "staff" in model["groups"] or None
-    model["user_info"] = {{"seen_from": handler.request.remote_ip}}
+    model["user_info"] = {"seen_from": handler.request.remote_ip}
     return model
 
 c.JupyterHub.authenticator_class = GroupsLDAP
 c.Authenticator.manage_groups = True
 c.Authenticator.post_auth_hook = staff_are_admins
-c.JupyterHub.load_groups = {{"old-team": {{"users": ["carol"]}}}}
+c.JupyterHub.load_groups = {"old-team": {"users": ["carol"]}}
 '''
 
 
-async def test_config_file_class_manages_groups(slapd, gateway_process, browser_for):
+async def test_config_file_class_manages_groups(slapd, gateway_process, browsers):
     config = ldap_config(slapd, GROUPS_CLASS + SERVICES, allowed_groups=("jupyter", "staff"))
     proc = await started(gateway_process, config)
-    carol = browser_for(proc)
+    carol = browsers(proc)
     assert (await carol.login("carol", password_of("carol")))[0] == 302, proc.log()[-2000:]
     status, model = await api(proc, "/users/carol", AUDITOR_TOKEN)
     assert status == 200
     assert sorted(model["groups"]) == ["jupyter", "staff"]  # old-team left: membership follows the login
     assert model["admin"] is True  # post_auth_hook
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302
     status, model = await api(proc, "/users/alice", AUDITOR_TOKEN)
     assert model["groups"] == ["jupyter"] and model["admin"] is False

@@ -38,14 +38,14 @@ def renewing_config(slapd, stale_dir: Path, body: str = "") -> str:
     return ldap_config(slapd, SERVICES + plugin + textwrap.dedent(body))
 
 
-async def test_refresh_pre_spawn(slapd, gateway_process, browser_for, monkeypatch, tmp_path):
+async def test_refresh_pre_spawn(slapd, gateway_process, browsers, monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", CRYPT_KEY)
     stale = tmp_path / "stale"
     stale.mkdir()
     config = renewing_config(slapd, stale, "c.Authenticator.refresh_pre_spawn = True\n"
                                            "c.Authenticator.auth_refresh_age = 0\n")
     proc = await started(gateway_process, config)
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302, proc.log()[-2000:]
     # a stale login: the API start (cookie, the user's own) is refused, the page sends her to log in again
     (stale / "alice").touch()
@@ -64,19 +64,48 @@ async def test_refresh_pre_spawn(slapd, gateway_process, browser_for, monkeypatc
     assert model["auth_state"]["refreshes"] == 1 and model["auth_state"]["ldap_groups"]
     # a token request (not her browser) starts on stale auth, as JupyterHub 6.1 does by default
     (stale / "carol").touch()
-    carol = browser_for(proc)
+    carol = browsers(proc)
     assert (await carol.login("carol", password_of("carol")))[0] == 302
     status, _ = await api(proc, "/users/carol/server", ADMIN_TOKEN, method="POST")
     assert status in (201, 202)
     assert "Traceback" not in proc.log()
 
 
-async def test_refresh_by_age_on_pages(slapd, gateway_process, browser_for, monkeypatch, tmp_path):
+async def test_refresh_pre_stop(slapd, gateway_process, browsers, monkeypatch, tmp_path):
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", CRYPT_KEY)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    proc = await started(gateway_process, renewing_config(slapd, stale, "c.Authenticator.refresh_pre_stop = True\n"))
+    alice = browsers(proc)
+    assert (await alice.login("alice", password_of("alice")))[0] == 302, proc.log()[-2000:]
+    xsrf = {"X-XSRFToken": alice.cookie("_xsrf") or ""}
+    assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
+    # a fresh login: her own stop refreshes first (the stop sees the new auth_state)
+    refreshes = (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["auth_state"].get("refreshes", 0)
+    assert (await alice.delete("/hub/api/users/alice/server", headers=xsrf))[0] in (202, 204)
+    status, model = await api(proc, "/users/alice", ADMIN_TOKEN)
+    assert model["auth_state"]["refreshes"] == refreshes + 1 and not model["servers"]
+    # a stale login: her own stop waits for a new login; the server keeps running
+    assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
+    (stale / "alice").touch()
+    status, text, _ = await alice.delete("/hub/api/users/alice/server", headers=xsrf)
+    assert status == 403 and "auth has expired for alice, login again" in text
+    assert (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"][""]["ready"]
+    # an admin stops it anyway, with a warning in the log
+    status, _ = await api(proc, "/users/alice/server", ADMIN_TOKEN, method="DELETE")
+    assert status in (202, 204)
+    assert not (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"]
+    log = proc.log()
+    assert "User alice may have stale auth info; stopping the server anyway (asked by root)" in log
+    assert "Traceback" not in log
+
+
+async def test_refresh_by_age_on_pages(slapd, gateway_process, browsers, monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", CRYPT_KEY)
     stale = tmp_path / "stale"
     stale.mkdir()
     proc = await started(gateway_process, renewing_config(slapd, stale, "c.Authenticator.auth_refresh_age = 1\n"))
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302
     (stale / "alice").touch()
     await asyncio.sleep(1.2)  # past auth_refresh_age: the next page request asks refresh_user
@@ -85,7 +114,7 @@ async def test_refresh_by_age_on_pages(slapd, gateway_process, browser_for, monk
     assert await whoami(alice) is None
 
 
-async def test_logout_redirect_url(slapd, gateway_process, browser_for):
+async def test_logout_redirect_url(slapd, gateway_process, browsers):
     body = textwrap.dedent("""
         from ldapauthenticator import LDAPAuthenticator
         from traitlets import Unicode
@@ -96,14 +125,14 @@ async def test_logout_redirect_url(slapd, gateway_process, browser_for):
         c.JupyterHub.authenticator_class = LDAPWithSingleLogout
         """)
     proc = await started(gateway_process, ldap_config(slapd, body))
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302
     status, _, headers = await alice.get("/hub/logout")
     assert status == 302 and headers["Location"] == "http://127.0.0.1:9/idp/logout"
     assert await whoami(alice) is None
 
 
-async def test_auth_state_through_the_api_and_key_rotation(slapd, gateway_process, browser_for, monkeypatch,
+async def test_auth_state_through_the_api_and_key_rotation(slapd, gateway_process, browsers, monkeypatch,
                                                            tmp_path):
     old_key, new_key = CRYPT_KEY, "b" * 64
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", old_key)
@@ -111,7 +140,7 @@ async def test_auth_state_through_the_api_and_key_rotation(slapd, gateway_proces
     stale.mkdir()
     config = renewing_config(slapd, stale)
     proc = await started(gateway_process, config)
-    alice = browser_for(proc)
+    alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302
     status, model = await api(proc, "/users/alice", ADMIN_TOKEN, method="PATCH",
                               body={"auth_state": {"note": "set by an admin"}})

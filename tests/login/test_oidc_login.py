@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -23,14 +22,11 @@ import aiohttp
 import pytest
 
 from gateway.identity.caches import SESSION_COOKIE
+from tests.helpers.chromium import new_page as new_page_with, session_cookie, shot as shot_as
 from tests.helpers.hub import GatewayProcess, free_port, stop_recorded_servers
 from tests.helpers.processes import FAKE
 from tests.login.oidc_provider import ACCOUNTS, start_oidc_provider
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 20_000
 FAKE_SERVER = list(FAKE)
 LOGIN_SERVICE = "University SSO"
@@ -110,31 +106,12 @@ def deployment(tmp_path_factory):
         idp.stop()
 
 
-@pytest.fixture
-async def chromium():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM}")
-        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM}")
-    from playwright.async_api import async_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def new_page(chromium):
-    context = await chromium.new_context(viewport={"width": 1100, "height": 800})
-    context.set_default_timeout(TIMEOUT_MS)
-    return context, await context.new_page()
+    return await new_page_with(chromium, timeout_ms=TIMEOUT_MS)
 
 
 async def shot(page, name: str) -> None:
-    await page.screenshot(path=str(SCREENSHOTS / f"oidc-{name}.png"), full_page=True)
+    await shot_as(page, f"oidc-{name}")
 
 
 async def sign_in_at_provider(page, idp, name: str, password: str | None = None) -> None:
@@ -153,10 +130,6 @@ async def log_in(page, gw, idp, name: str, *, next_url: str | None = None):
         await sign_in_at_provider(page, idp, name)
     await page.wait_for_load_state()
     return await callback.value
-
-
-async def session_cookie(context) -> str | None:
-    return next((c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE), None)
 
 
 async def api(gw, method: str, path: str, token: str, body=None):

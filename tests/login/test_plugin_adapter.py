@@ -148,9 +148,9 @@ def test_plugin_own_validation_and_unhonoured_keys(make_settings):
     with pytest.raises(ConfigError) as raised:
         build_plugin(make_settings(authenticator_class="plugin", authenticator_plugin=ldap, plugin_config={
             "LDAPAuthenticator": {"bind_dn_template": ["uid={username}"]},
-            "Authenticator": {"manage_roles": True, "refresh_pre_stop": True}}))
+            "Authenticator": {"manage_roles": True, "auth_refresh_strict": True}}))
     assert "LDAPAuthenticator.manage_roles = True: gateway cannot honour it" in str(raised.value)
-    assert "LDAPAuthenticator.refresh_pre_stop = True" in str(raised.value)
+    assert "LDAPAuthenticator.auth_refresh_strict = True" in str(raised.value)
 
 
 async def test_info_names_the_plugin(page_hub):

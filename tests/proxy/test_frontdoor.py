@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.wire.routing import Route
 from tests.helpers.hub import free_port
-from tests.helpers.wire import raw_exchange, status_of
+from tests.helpers.wire import raw_exchange, split_response, status_of
 
 SECRET = "backend-secret-0123456789"
 LANE_ONLY = pytest.mark.parametrize("front_door", [True], ids=["front-door"])
@@ -129,16 +129,6 @@ def get(path: str, token: str | None, *extra: str) -> bytes:
         lines.append(f"Authorization: token {token}")
     lines += extra
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def split_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
-    return int(lines[0].split(" ")[1]), headers, body
 
 
 def dechunk(body: bytes) -> bytes:

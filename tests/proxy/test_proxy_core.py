@@ -205,7 +205,7 @@ async def test_response_headers_and_set_cookie_filter(gateway):
     lines = head.decode().split("\r\n")
     set_cookies = [line.split(": ", 1)[1].split("=", 1)[0] for line in lines if line.lower().startswith("set-cookie:")]
     assert set_cookies == ["ok", "okdefault", "oksub", "okexact"]
-    assert f"Content-Security-Policy: frame-ancestors 'self'; sandbox allow-scripts" in lines
+    assert "Content-Security-Policy: frame-ancestors 'self'; sandbox allow-scripts" in lines
     assert "Content-Encoding: gzip" in lines
     assert "X-Backend: echo" in lines
     # not decompressed on the way

@@ -5,13 +5,13 @@ a jupyter-server kernel over the proxied websocket with ``?token=``, and the str
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import time
 import uuid
 
 import aiohttp
 
+from tests.helpers.spawn import execute_request
 from tests.helpers.wire import raw_exchange, status_of
 
 
@@ -25,17 +25,6 @@ async def start_server(hub, name: str, token: str, timeout: float = 120) -> None
             return
         assert time.monotonic() < deadline, f"server of {name} not ready: {result.body}"
         await asyncio.sleep(0.2)
-
-
-def execute_request(code: str, session: str) -> dict:
-    return {
-        "header": {"msg_id": uuid.uuid4().hex, "username": "kim", "session": session,
-                   "msg_type": "execute_request", "version": "5.3",
-                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat()},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }
 
 
 async def test_jupyter_kernel_through_the_whole_gateway(start_hub):

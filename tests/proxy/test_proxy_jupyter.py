@@ -4,7 +4,6 @@ websocket channels (execute ``print(6*7)``, read ``42`` back)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import pytest
 
 from gateway.wire.httpstrict import server_handler_args
 from gateway.wire.routing import Route
+from tests.helpers.spawn import execute_request
 from tests.helpers.hub import free_port
 from tests.helpers.proxy_harness import make_app
 
@@ -62,18 +62,6 @@ async def jupyter(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-
-
-def execute_request(code: str, session: str) -> dict:
-    return {
-        "header": {
-            "msg_id": uuid.uuid4().hex, "username": "kim", "session": session,
-            "msg_type": "execute_request", "version": "5.3",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        },
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
-    }
 
 
 async def test_kernel_over_websocket(aiohttp_server, jupyter):

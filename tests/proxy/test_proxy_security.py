@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.wire.routing import Route
 from tests.helpers.hub import free_port, start_hub_with
-from tests.helpers.wire import raw_exchange, status_of
+from tests.helpers.wire import raw_exchange, split_response, status_of
 from tests.proxy.test_proxy_auth import cookie_session
 
 SECRET = "backend-secret-0123456789"
@@ -158,16 +158,6 @@ def request_bytes(method: str, path: str, *headers: str | bytes, body: bytes = b
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def split(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
-    return int(lines[0].split(" ")[1]), headers, body
-
-
 def no_tracebacks(caplog) -> None:
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
     assert not bad, [(r.name, r.getMessage()) for r in bad]
@@ -181,12 +171,12 @@ async def test_cors_grants_stripped_for_cookie_requests_kept_for_tokens(gw):
     cookies, _ = await cookie_session(gw, "alice")
     cookie = "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items())
     for path in ("/user/alice/cors", "/user/alice/cors?x=1"):
-        status, headers, body = split(await raw_exchange(gw.port, request_bytes("GET", path, cookie,
+        status, headers, body = split_response(await raw_exchange(gw.port, request_bytes("GET", path, cookie,
                                                                               f"Origin: {EVIL_ORIGIN}")))
         assert (status, body) == (200, b"granted")
         assert headers["x-backend"] == ["yes"]
         assert "access-control-allow-origin" not in headers and "access-control-allow-credentials" not in headers
-    status, headers, _ = split(await raw_exchange(gw.port, request_bytes(
+    status, headers, _ = split_response(await raw_exchange(gw.port, request_bytes(
         "GET", "/user/alice/cors", f"Authorization: token {token}", f"Origin: {EVIL_ORIGIN}")))
     assert status == 200
     assert headers["access-control-allow-origin"] == [EVIL_ORIGIN]
@@ -286,14 +276,14 @@ async def test_backend_aborting_mid_body_closes_a_pipelining_client_cleanly(gw, 
                       request_bytes("GET", "/user/bob/after", "Accept: application/json")):  # a refusal
         data = request_bytes("GET", "/user/bob/abort", auth) + pipelined
         raw = await raw_exchange(gw.port, data, responses=None, limit=10)
-        status, headers, body = split(raw)
+        status, headers, body = split_response(raw)
         assert status == 200 and headers["content-length"] == ["100000"]
         assert len(body) < 100000 and b"HTTP/1.1" not in body  # truncated, then closed: nothing after it
     await asyncio.sleep(0.2)  # let the gateway finish with the cut connections before reading its log
     assert not [h for h in gw.raw.heads if h.startswith(b"GET /user/bob/after ")]
     no_tracebacks(caplog)
     # and the gateway goes on serving
-    assert split(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/x", auth)))[0] == 200
+    assert split_response(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/x", auth)))[0] == 200
 
 
 # ---------------------------------------------------------------- pooled backend connections
@@ -302,11 +292,11 @@ async def test_backend_aborting_mid_body_closes_a_pipelining_client_cleanly(gw, 
 async def test_pooled_connection_with_unasked_bytes_is_never_reused(gw):
     token = await gw.new_token("bob")
     auth = f"Authorization: token {token}"
-    status, _, body = split(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/presend", auth)))
+    status, _, body = split_response(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/presend", auth)))
     assert (status, body) == (200, b"first")
     await asyncio.wait_for(gw.raw.present.wait(), 10)
     await asyncio.sleep(0.1)  # the gateway (same event loop) has read the unasked bytes by now
-    status, _, body = split(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/next", auth)))
+    status, _, body = split_response(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/next", auth)))
     assert status == 200 and body != b"EVIL", body
     assert body == b"ok-2"  # answered on a new backend connection
     assert gw.raw.heads[-1].startswith(b"GET /user/bob/next ")
@@ -331,7 +321,7 @@ async def test_underscore_spellings_of_forwarding_headers_are_dropped(gw):
     spoofed = ["X_Forwarded_For: 6.6.6.6", "X_Real_IP: 6.6.6.6", "X-Forwarded_Host: evil.example",
                "X_FORWARDED_PROTO: https", "x_forwarded_port: 1", "X-Real_Ip: 6.6.6.6", "Content_Length: 5",
                "Transfer_Encoding: chunked", "X-Kept_Header: yes"]
-    status, _, _ = split(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/x",
+    status, _, _ = split_response(await raw_exchange(gw.port, request_bytes("GET", "/user/bob/x",
                                                                    f"Authorization: token {token}", *spoofed)))
     assert status == 200
     lines = gw.raw.heads[-1].decode("latin-1").split("\r\n")[1:]
@@ -354,7 +344,7 @@ async def test_unknown_user_with_admin_token_is_404(gw):
     for path, expected in (("/user/nobody/api/status", 404), ("/user/nobody/nb/api/status", 404),
                            ("/user/stopped/api/status", 424)):
         raw = await raw_exchange(gw.port, request_bytes("GET", path, f"Authorization: token {admin}"))
-        status, _, body = split(raw)
+        status, _, body = split_response(raw)
         assert status == expected, (path, raw[:300])
         if expected == 404:
             assert json.loads(body)["status"] == 404

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from jupyterhub.spawner import SimpleLocalProcessSpawner, Spawner
 
 from tests.helpers.paths import BACKENDS

@@ -271,14 +271,20 @@ async def test_http_timeout_when_listening_but_silent(make_spawner, tmp_path):
     assert spawner.get_state() == {}
 
 
+async def pid_written(pidfile, limit: float = 5.0) -> None:
+    """Waits (bounded) until the process started by the spawner has written its pid."""
+    for _ in range(int(limit / 0.01)):
+        if pidfile.exists() and pidfile.read_text().strip():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no pid written to {pidfile} within {limit} s")
+
+
 async def test_cancelled_start_leaves_no_process(make_spawner, tmp_path):
     pidfile = tmp_path / "pid"
     spawner = make_spawner(cmd=("sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60', "sh"))
     start = asyncio.create_task(spawner.start())
-    for _ in range(500):
-        if pidfile.exists() and pidfile.read_text().strip():
-            break
-        await asyncio.sleep(0.01)
+    await pid_written(pidfile)
     start.cancel()
     with pytest.raises(asyncio.CancelledError):
         await start
@@ -290,10 +296,7 @@ async def test_stop_during_start(make_spawner, tmp_path):
     pidfile = tmp_path / "pid"
     spawner = make_spawner(cmd=("sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60', "sh"))
     start = asyncio.create_task(spawner.start())
-    for _ in range(500):
-        if pidfile.exists() and pidfile.read_text().strip():
-            break
-        await asyncio.sleep(0.01)
+    await pid_written(pidfile)
     await spawner.stop()
     with pytest.raises(SpawnError, match="stopped while it was starting"):
         await start
