@@ -6,7 +6,8 @@ The only module that imports ``jupyterhub``, and only when ``authenticator_class
   object; built with ``config=`` the whole traitlets config, so ``c.LDAPAuthenticator.*``,
   ``c.Authenticator.*`` ... reach it as under JupyterHub. A class that is not an Authenticator, or a key
   gateway cannot honour (``UNHONOURED``), stops the start (ConfigError: exit 2).
-- *Form login* (``PluginAuthenticator.login``): gateway's throttle, then the plugin's own
+- *Form login* (``PluginAuthenticator.login``): the whole form (with ``otp`` when the plugin sets
+  ``request_otp``: the login page then asks for it with ``otp_prompt``); gateway's throttle, then the plugin's own
   ``get_authenticated_user(handler, data)`` (authenticate, normalize_username, check_blocked_users,
   check_allowed, is_admin, post_auth_hook), then ``apply_auth_model``: the user record (created at first
   login, ``add_user`` called), its admin flag when the plugin says True or False, its groups when
@@ -52,7 +53,6 @@ plugin_log = logging.getLogger("gateway.authenticator")
 ENTRY_POINT_GROUP = "jupyterhub.authenticators"
 # Authenticator traits gateway cannot honour yet: (trait, value that is fine, why)
 UNHONOURED = (
-    ("request_otp", False, "the login form has no one-time-password field"),
     ("manage_roles", False, "authenticator-managed roles are not supported"),
     ("reset_managed_roles_on_startup", False, "authenticator-managed roles are not supported"),
     ("auth_refresh_strict", False, "strict refresh on API requests is not supported"),

@@ -36,6 +36,12 @@ def _next_of(request: web.Request, form=None) -> str | None:
     return safe_next_url(raw, request)
 
 
+def _otp_prompt(request: web.Request) -> str:
+    """A form-login plugin's ``otp_prompt`` when it sets ``request_otp`` (JupyterHub 5+), else ''."""
+    plugin = getattr(request.config_dict[keys.AUTHENTICATOR], "plugin", None)
+    return str(plugin.otp_prompt or "OTP:") if getattr(plugin, "request_otp", False) else ""
+
+
 def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
           next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
     xsrf, fresh_nonce = sessions.login_form_xsrf(request)
@@ -44,7 +50,8 @@ def _form(request: web.Request, *, status: int = 200, message: str = "", usernam
                       username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
                       authenticator=request.config_dict[keys.SETTINGS].authenticator_class,
                       redirect_login_url=redirect_login.login_path(request.config_dict) or "",
-                      login_service=getattr(plugin, "login_service", "") or "your identity provider")
+                      login_service=getattr(plugin, "login_service", "") or "your identity provider",
+                      otp_prompt=_otp_prompt(request))
     if fresh_nonce:
         sessions.set_login_nonce(request, response, fresh_nonce)
     response.headers.update(headers or {})

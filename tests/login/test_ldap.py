@@ -156,9 +156,9 @@ async def test_ldap_auth_state_needs_a_key(slapd, gateway_process, monkeypatch, 
 
 
 async def test_keys_gateway_cannot_honour_stop_the_start(slapd, gateway_process):
-    proc = gateway_process(ldap_config(slapd, "c.Authenticator.request_otp = True\n"))
+    proc = gateway_process(ldap_config(slapd, "c.Authenticator.manage_roles = True\n"))
     result = proc.run_cli("-f", str(proc.config_path), f"--port={proc.port}", "--ip=127.0.0.1")
-    assert result.returncode == 2 and "LDAPAuthenticator.request_otp" in result.stderr, result.stderr
+    assert result.returncode == 2 and "LDAPAuthenticator.manage_roles" in result.stderr, result.stderr
     proc.config_path.write_text(ldap_config(slapd).replace("ldapauthenticator.LDAPAuthenticator", "no-such-auth"))
     result = proc.run_cli("-f", str(proc.config_path), f"--port={proc.port}", "--ip=127.0.0.1")
     assert result.returncode == 2 and "no authenticator named 'no-such-auth'" in result.stderr, result.stderr

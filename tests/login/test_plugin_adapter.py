@@ -16,7 +16,7 @@ from tornado import web as tornado_web
 
 from gateway.authenticators.plugin import build_plugin
 from gateway.config import ConfigError, load_settings
-from tests.helpers.pages import Browser
+from tests.helpers.pages import Browser, form_xsrf
 from tests.helpers.paths import ROOT
 
 SEEN: list[dict] = []
@@ -83,6 +83,33 @@ async def test_plugin_refusals_are_clear(page_hub, browsers):
     status, text, _ = await browser.login("bob", "down")
     assert status == 503 and "not available" in text and "Traceback" not in text and "directory" not in text
     assert await whoami(browser) is None
+
+
+class OtpAuthenticator(Authenticator):
+    """A second factor: the password 'right' and the current code from the user's app (here, fixed)."""
+
+    async def authenticate(self, handler, data):
+        if data["password"] == "right" and data.get("otp") == "424242":
+            return data["username"]
+        return None
+
+
+async def test_request_otp_asks_for_the_code_and_passes_it(page_hub, browsers):
+    hub = await page_hub(authenticator_class="plugin", authenticator_plugin=OtpAuthenticator, plugin_config={
+        "Authenticator": {"allow_all": True, "request_otp": True, "otp_prompt": "Code from your app:"}})
+    browser = browsers(hub)
+    status, page_text, _ = await browser.get("/hub/login")
+    assert status == 200 and '<label for="otp">Code from your app:</label>' in page_text
+    assert 'name="otp" type="password" autocomplete="one-time-code"' in page_text
+    for otp, expected in (("000000", 403), ("424242", 302)):
+        status, page_text, _ = await browser.get("/hub/login")
+        status, _, _ = await browser.post("/hub/login", data={
+            "username": "alice", "password": "right", "otp": otp, "_xsrf": form_xsrf(page_text)})
+        assert status == expected, otp
+    assert (await whoami(browser))["name"] == "alice"
+    # without request_otp the form has no such field
+    plain = await page_hub(**plugin_settings())
+    assert 'name="otp"' not in (await browsers(plain).get("/hub/login"))[1]
 
 
 async def test_allowed_users_without_allow_all(page_hub, browsers):
