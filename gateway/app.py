@@ -30,6 +30,7 @@ from gateway.ops.culler import IdleCuller
 from gateway.ops.lifecycle import RELOADABLE, changed_fields
 from gateway.ops.logs import access_log_args, set_level
 from gateway.ops.metrics import Metrics, make_timing_middleware
+from gateway.ops.accounts import remove_user
 from gateway.pages import accept_share, admin, home, kit, login, redirect_login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
 from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
@@ -128,12 +129,10 @@ async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
     if settings.authenticator_class == "plugin":
         from gateway.authenticators.plugin import start_plugin  # imports jupyterhub: only when configured
 
-        async def remove_user(user: User) -> None:  # delete_invalid_users: as DELETE /users/{name} does
-            await app[keys.SERVERS].stop_all(user)
-            await store.delete_user(user.id)
-            app[keys.SERVERS].forget_user(user.name)
+        async def remove_invalid(user: User) -> None:  # delete_invalid_users: the plugin has refused them
+            await remove_user(store, app[keys.SERVERS], None, user)
 
-        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET], remove_user)
+        authenticator = await start_plugin(settings, store, app[keys.COOKIE_SECRET], remove_invalid)
     else:
         authenticator = make_authenticator(settings, store)
     authenticator.warn_about_config()
@@ -151,7 +150,8 @@ async def authenticator_context(app: web.Application) -> AsyncIterator[None]:
 
 async def culler_context(app: web.Application) -> AsyncIterator[None]:
     # Always running (a cheap sleep loop), so SIGHUP can turn culling on without a restart.
-    culler = IdleCuller(lambda: app[keys.SETTINGS], app[keys.STORE], app[keys.SERVERS], app[keys.ACTIVITY])
+    culler = IdleCuller(lambda: app[keys.SETTINGS], app[keys.STORE], app[keys.SERVERS], app[keys.ACTIVITY],
+                        app[keys.AUTHENTICATOR])
     app[keys.CULLER] = culler
     culler.start()
     yield

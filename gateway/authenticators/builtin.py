@@ -132,6 +132,12 @@ class Authenticator:
     async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
         return True
 
+    async def user_added(self, user: User) -> None:
+        """Called after a user is created by an admin; the built-ins need nothing more."""
+
+    async def user_deleted(self, user: User) -> None:
+        """Called before a user is deleted; the built-ins keep nothing of their own (passwords go with the row)."""
+
     # ---------------------------------------------------------- the login flow
 
     async def login(self, username: str, password: str, address: str | None = None) -> User | None:

@@ -20,6 +20,8 @@ The only module that imports ``jupyterhub``, and only when ``authenticator_class
   stored user (JupyterHub's ``init_users``: ``allow_existing_users`` works through it). A user whose
   ``add_user`` raises (say, an account gone from the directory) is kept with a warning, or with
   ``delete_invalid_users`` removed: its servers stopped, then the user deleted.
+- *Admins' changes* (``gateway.ops.accounts``): ``user_added`` calls the plugin's ``add_user`` for users an
+  admin creates, ``user_deleted`` its ``delete_user`` before one is deleted.
 """
 
 from __future__ import annotations
@@ -389,8 +391,26 @@ class PluginAuthenticator:
         self._refreshed[user.name] = time.monotonic()
         return user
 
-    def forget(self, user_name: str) -> None:
-        self._refreshed.pop(user_name, None)
+    async def user_added(self, user: User) -> None:
+        """The plugin's ``add_user`` for a user an admin created (the REST API, the admin page), as
+        JupyterHub calls it; its refusal is a 400 that names its reason."""
+        try:
+            await _maybe_await(self.plugin.add_user(await self.plugin_user(user)))
+        except Exception as exc:
+            log.warning("%s.add_user(%s) failed: %s: %s", type(self.plugin).__name__, user.name,
+                        type(exc).__name__, exc)
+            raise ApiError(400, f"Failed to create user {user.name}: {exc}") from None
+
+    async def user_deleted(self, user: User) -> None:
+        """The plugin's ``delete_user`` (JupyterHub's base drops the name from ``allowed_users``, so a user
+        let in by ``allow_existing_users`` cannot log in again once deleted). Its failure is a 503."""
+        self._refreshed.pop(user.name, None)
+        try:
+            await _maybe_await(self.plugin.delete_user(await self.plugin_user(user)))
+        except Exception as exc:
+            log.warning("%s.delete_user(%s) failed: %s: %s", type(self.plugin).__name__, user.name,
+                        type(exc).__name__, exc)
+            raise ApiError(503, f"The authenticator could not delete {user.name}: {exc}") from None
 
     async def refresh_page_user(self, request: web.Request, user: User) -> User | None:
         """A cookie-authenticated page request: the user, refreshed when due; None means log in again."""

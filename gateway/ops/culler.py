@@ -26,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
+from gateway.authenticators.builtin import Authenticator
+from gateway.errors import ApiError
 from gateway.ops.activity import ActivityRecorder
+from gateway.ops.accounts import remove_user
 from gateway.servers import SLOW_STOP_TIMEOUT, ServerManager, describe
 from gateway.store import Store, StoreError
 from gateway.vocab.models import Server, User
@@ -51,11 +54,12 @@ class IdleCuller:
     """Culls idle servers (and users) every ``cull_interval`` seconds while the gateway runs."""
 
     def __init__(self, settings: Callable[[], Settings], store: Store, servers: ServerManager,
-                 activity: ActivityRecorder | None = None):
+                 activity: ActivityRecorder | None = None, authenticator: Authenticator | None = None):
         self._settings = settings
         self.store = store
         self.servers = servers
         self.activity = activity
+        self.authenticator = authenticator
         self.passes = 0  # completed passes, for tests and the debug log
         self._task: asyncio.Task | None = None
 
@@ -140,8 +144,10 @@ class IdleCuller:
                 else:
                     continue
                 log.info("Culling user %s (%s)", user.name, why)
-                await store.delete_user(user.id)
-                servers.forget_user(user.name)
+                try:
+                    await remove_user(store, servers, self.authenticator, user)
+                except ApiError:  # the authenticator refused (logged): kept, tried again next pass
+                    continue
                 deleted.append(user.name)
                 offset -= 1  # the next page shifted down by one
             if offset >= total:

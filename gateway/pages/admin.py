@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.authenticators.builtin import set_user_password
 from gateway.errors import ApiError
+from gateway.ops.accounts import admit_users, remove_user
 from gateway.pages.home import STATUS_LABELS
 from gateway.pages.kit import (
     mount_pages,
@@ -143,6 +144,7 @@ async def _add(request: web.Request, form) -> tuple[str, int]:
     if not names or invalid:
         raise ApiError(400, f"Invalid usernames: {', '.join(invalid)}" if invalid else "Give at least one username.")
     created = await store.create_users(names, admin=make_admin, roles=("user", "admin") if make_admin else ("user",))
+    await admit_users(store, request.config_dict[keys.AUTHENTICATOR], created)
     password = str(form.get("password", ""))
     if password and request.config_dict[keys.AUTHENTICATOR].manages_passwords:
         for user in created:
@@ -156,10 +158,8 @@ async def _delete(request: web.Request, form) -> tuple[str, int]:
     await require_scope(request, identity, "delete:users", user=user.name)
     if user.id == identity.user.id:
         raise ApiError(400, "You cannot delete yourself.")
-    manager = request.config_dict[keys.SERVERS]
-    await manager.stop_all(user)
-    await request.config_dict[keys.STORE].delete_user(user.id)
-    manager.forget_user(user.name)
+    config = request.config_dict
+    await remove_user(config[keys.STORE], config[keys.SERVERS], config[keys.AUTHENTICATOR], user)
     return "deleted", 0
 
 

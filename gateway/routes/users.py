@@ -16,6 +16,7 @@ from gateway import keys
 from gateway.auth import current_identity, requires_scope
 from gateway.authenticators.auth_state import save_auth_state
 from gateway.errors import ApiError, json_response
+from gateway.ops.accounts import admit_users, remove_user
 from gateway.routes.apiutil import (
     check_keys,
     json_body,
@@ -127,6 +128,7 @@ async def create_users(request: web.Request) -> web.Response:
     if not to_create:
         raise ApiError(409, f"All {len(usernames)} users already exist")
     created = await store.create_users(to_create, admin=admin, roles=admin_roles(admin))
+    await admit_users(store, request.config_dict[keys.AUTHENTICATOR], created)
     log.info("Created users %s", ", ".join(shown(u.name) for u in created[:20]))
     return json_response(await UserModels(request).build(created), 201)
 
@@ -163,6 +165,7 @@ async def create_user(request: web.Request) -> web.Response:
         user = await store.create_user(name, admin=admin, roles=admin_roles(admin))
     except Conflict:
         raise ApiError(409, f"User {shown(name)} already exists") from None
+    await admit_users(store, request.config_dict[keys.AUTHENTICATOR], [user])
     log.info("Created user %s", shown(name))
     return json_response(await UserModels(request).one(user), 201)
 
@@ -226,10 +229,7 @@ async def delete_user(request: web.Request) -> web.Response:
     user = await user_or_404(request, request.match_info["user_name"])
     if is_self(current_identity(request), user):
         raise ApiError(400, "Cannot delete yourself!")
-    manager = request.config_dict.get(keys.SERVERS)
-    if manager is not None:
-        await manager.stop_all(user)
-    await store.delete_user(user.id)  # servers, tokens, sessions and memberships go with it
+    await remove_user(store, request.config_dict[keys.SERVERS], request.config_dict.get(keys.AUTHENTICATOR), user)
     log.info("Deleted user %s", shown(user.name))
     return web.Response(status=204)
 

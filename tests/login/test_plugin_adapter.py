@@ -119,6 +119,40 @@ async def test_allowed_users_without_allow_all(page_hub, browsers):
     assert (await browsers(hub).login("bob", "right"))[0] == 403
 
 
+class DirectoryAuthenticator(Authenticator):
+    """Lets in the users the hub has (allow_existing_users); names starting 'gone' are not in the directory."""
+
+    async def authenticate(self, handler, data):
+        return data["username"] if data["password"] == "right" else None
+
+    def add_user(self, user):
+        if user.name.startswith("gone"):
+            raise ValueError(f"{user.name} is not in the directory")
+        super().add_user(user)
+
+
+async def test_users_created_and_deleted_by_admins_reach_the_plugin(page_hub, browsers):
+    """JupyterHub calls add_user when an admin creates a user and delete_user when one is deleted; with
+    allow_existing_users that is what lets the user in, and what keeps them out once deleted."""
+    hub = await page_hub(authenticator_class="plugin", authenticator_plugin=DirectoryAuthenticator, plugin_config={
+        "Authenticator": {"allowed_users": {"alice"}, "allow_existing_users": True}})
+    root = await hub.new_token("root", admin=True)
+    assert (await browsers(hub).login("bob", "right"))[0] == 403  # not a user of this hub yet
+    assert (await hub.api("POST", "/users/bob", token=root)).status == 201
+    bob = browsers(hub)
+    assert (await bob.login("bob", "right"))[0] == 302 and (await whoami(bob))["name"] == "bob"
+    assert (await hub.api("DELETE", "/users/bob", token=root)).status == 204
+    assert (await browsers(hub).login("bob", "right"))[0] == 403  # delete_user dropped him from allowed_users
+    assert await hub.store.get_user("bob") is None
+    # the plugin refuses one of two: neither is created, and the answer says why
+    refused = await hub.api("POST", "/users", token=root, json_body={"usernames": ["carol", "gone-dan"]})
+    assert refused.status == 400 and refused.body["message"] == \
+        "Failed to create user gone-dan: gone-dan is not in the directory", refused.body
+    assert await hub.store.get_user("carol") is None and await hub.store.get_user("gone-dan") is None
+    assert (await hub.api("POST", "/users", token=root, json_body={"usernames": ["carol"]})).status == 201
+    assert (await browsers(hub).login("carol", "right"))[0] == 302
+
+
 def test_config_file_names_a_plugin(tmp_path):
     config = tmp_path / "jupyterhub_config.py"
     config.write_text(textwrap.dedent("""\
