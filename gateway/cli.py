@@ -12,6 +12,7 @@ import getpass
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -99,6 +100,7 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
     from gateway.app import create_app
     from gateway.wire.frontdoor import listening_site
 
+    tls = server_tls_context(settings) if settings.tls else None  # before anything starts: a bad file is exit 2
     lock = acquire_database_lock(settings.db_path)
     try:
         app = create_app(settings)
@@ -111,12 +113,17 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
             raise
         try:
-            site = listening_site(runner, settings.listen_host, settings.listen_port, reuse_address=True,
-                                  lane=app.get(keys.FRONT_LANE), drains=app[keys.FRONT_DRAINS],
-                                  shutdown_timeout=settings.shutdown_timeout)
-            await site.start()
-            log.info("gateway %s listening on http://%s:%d%s", __version__, settings.listen_host,
-                     settings.listen_port, settings.base_url)
+            sites = [(settings.listen_host, settings.listen_port, tls)]
+            if tls is not None:  # the hub API in plain http for servers and services (hub_api_url)
+                sites.append((settings.hub_ip, settings.hub_port, None))
+            for host, port, ssl_context in sites:
+                site = listening_site(runner, host, port, reuse_address=True, ssl_context=ssl_context,
+                                      lane=app.get(keys.FRONT_LANE), drains=app[keys.FRONT_DRAINS],
+                                      shutdown_timeout=settings.shutdown_timeout)
+                await site.start()
+                log.info("gateway %s listening on %s://%s:%d%s%s", __version__, "https" if ssl_context else "http",
+                         host, port, settings.base_url, "" if (host, port) == sites[0][:2] else
+                         " (the hub API for servers and services)")
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
@@ -137,6 +144,17 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             await runner.cleanup()
     finally:
         release_database_lock(lock)
+
+
+def server_tls_context(settings: Settings) -> ssl.SSLContext:
+    """The https listener's context: ssl_cert (with its chain) and ssl_key; ConfigError naming the problem."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.ssl_cert, settings.ssl_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError([f"JupyterHub.ssl_cert / ssl_key ({settings.ssl_cert}, {settings.ssl_key}): "
+                           f"cannot load the certificate and key: {e}"]) from None
+    return context
 
 
 def run_loop(main, use_uvloop: bool):

@@ -52,8 +52,6 @@ GATEWAY_SECTIONS = ("Gateway",)
 
 # Keys that JupyterHub has but that mean nothing in a one-process gateway: one info line, no warning.
 IRRELEVANT_KEYS = {
-    "JupyterHub.hub_ip": "the hub and the proxy share one port",
-    "JupyterHub.hub_port": "the hub and the proxy share one port",
     "JupyterHub.hub_bind_url": "the hub and the proxy share one port",
     "JupyterHub.proxy_class": "the proxy is built in",
     "JupyterHub.cleanup_proxy": "the proxy is built in",
@@ -163,6 +161,12 @@ KEYS: tuple[Key, ...] = (
     K("JupyterHub", "port", "port", as_int(0), "Legacy: port to listen on (overrides bind_url's port)."),
     K("JupyterHub", "base_url", "base_url", as_base_url, "URL prefix of every hub, user and service URL."),
     K("JupyterHub", "public_url", "public_url", as_str, "Public URL of the gateway, when it sits behind TLS."),
+    K("JupyterHub", "ssl_cert", "ssl_cert", as_str,
+      "TLS certificate (PEM, with its chain) for bind_url: gateway then serves https itself."),
+    K("JupyterHub", "ssl_key", "ssl_key", as_str, "The private key (PEM) of ssl_cert."),
+    K("JupyterHub", "hub_ip", "hub_ip", as_str,
+      "With ssl_cert: where servers and services reach the hub API over plain http (else they share bind_url)."),
+    K("JupyterHub", "hub_port", "hub_port", as_int(1), "With ssl_cert: the port of that plain-http listener."),
     K("JupyterHub", "db_url", "db_url", as_db_url, "State database (sqlite:///path)."),
     K("JupyterHub", "cookie_secret_file", "cookie_secret_file", as_str,
       "File holding the cookie secret (hex); created with mode 0600 when missing."),
@@ -323,6 +327,10 @@ class Settings:
     bind_url: str = "http://127.0.0.1:8000"
     ip: str = ""
     port: int = 0
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    hub_ip: str = "127.0.0.1"
+    hub_port: int = 8081
     base_url: str = "/"
     public_url: str = ""
     db_url: str = "sqlite:///gateway.sqlite"
@@ -417,6 +425,11 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return self.port or urlsplit(self.bind_url).port or 8000
+
+    @property
+    def tls(self) -> bool:
+        """gateway serves https itself (ssl_cert and ssl_key); servers then reach the API on hub_ip:hub_port."""
+        return bool(self.ssl_cert and self.ssl_key)
 
     @property
     def hub_prefix(self) -> str:
@@ -604,6 +617,11 @@ def _check_consistency(settings: Settings) -> list[str]:
     for password, name in ((settings.shared_password, "shared_password"), (settings.admin_password, "admin_password")):
         if password and len(password) < 8:
             problems.append(f"SharedPasswordAuthenticator.{name} must be at least 8 characters")
+    if bool(settings.ssl_cert) != bool(settings.ssl_key):
+        problems.append("JupyterHub.ssl_cert and JupyterHub.ssl_key go together: set both to serve https, or neither")
+    if settings.tls and settings.listen_port == settings.hub_port:
+        problems.append(f"JupyterHub.hub_port {settings.hub_port} is also bind_url's port: with ssl_cert the hub "
+                        "API needs its own plain-http port")
     for token, user in settings.api_tokens.items():
         if not 8 <= len(token) <= 64:
             problems.append(f"JupyterHub.api_tokens: the token for {user!r} must be 8 to 64 characters long")
@@ -681,10 +699,12 @@ def generate_config() -> str:
 
 
 def hub_api_url(settings: Settings) -> str:
-    """Where local servers and services reach the hub's REST API (loopback when listening on all addresses)."""
-    host = settings.listen_host
+    """Where local servers and services reach the hub's REST API (loopback when listening on all addresses):
+    bind_url's port, or with TLS the plain-http listener on hub_ip:hub_port (a server on this machine
+    reaches https://127.0.0.1 under a certificate made out to the public name, which would not verify)."""
+    host, port = (settings.hub_ip, settings.hub_port) if settings.tls else (settings.listen_host, settings.listen_port)
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.listen_port}{settings.api_prefix.rstrip('/')}"
+    return f"http://{host}:{port}{settings.api_prefix.rstrip('/')}"

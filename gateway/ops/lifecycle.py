@@ -31,7 +31,7 @@ from gateway.config import Settings
 log = logging.getLogger("gateway")
 
 NEEDS_RESTART = frozenset({
-    "bind_url", "ip", "port", "base_url", "public_url", "db_url", "cookie_secret_file", "cookie_secret",
+    "bind_url", "ip", "port", "ssl_cert", "ssl_key", "hub_ip", "hub_port", "base_url", "public_url", "db_url", "cookie_secret_file", "cookie_secret",
     "cookie_max_age_days", "authenticator_class", "authenticator_plugin", "plugin_config", "spawner_class",
     "data_dir", "activity_resolution",
     "admin_access", "shared_password", "admin_password", "dummy_password", "pam_service",
