@@ -57,6 +57,8 @@ IRRELEVANT_KEYS = {
     "JupyterHub.cleanup_proxy": "the proxy is built in",
     "JupyterHub.cookie_host_prefix_enabled": "gateway sets cookie flags itself",
 }
+# Spawner keys the local spawner does not implement, fine at JupyterHub's default (which changes nothing)
+SPAWNER_KEYS_AT_DEFAULT = {"consecutive_failure_limit": 0, "popen_kwargs": {}}
 IRRELEVANT_SECTIONS = {"ConfigurableHTTPProxy": "the proxy is built in", "Proxy": "the proxy is built in"}
 
 AUTHENTICATOR_ALIASES = {
@@ -268,6 +270,10 @@ KEYS: tuple[Key, ...] = (
       "Working folder of the server ({username} is replaced; default: home or a per-user folder)."),
     K("Spawner", "home_dir_template", "spawner_home_dir_template", as_str,
       "simple spawner: per-user folder template, e.g. /tmp/{username}."),
+    K("Spawner", "disable_user_config", "spawner_disable_user_config", as_bool,
+      "Servers ignore the user's own Jupyter config files (JUPYTERHUB_DISABLE_USER_CONFIG=1)."),
+    K("Spawner", "shell_cmd", "spawner_shell_cmd", as_str_tuple,
+      "Run the server through this shell command, e.g. ['bash', '-l', '-c'] for a login shell's environment."),
     K("Spawner", "poll_interval", "spawner_poll_interval", as_number(0.1),
       "Seconds between checks that running servers are alive."),
     K("Spawner", "pre_spawn_hook", "spawner_pre_spawn_hook", spawn_hooks.as_hook,
@@ -390,6 +396,8 @@ class Settings:
     spawner_http_timeout: float = 30.0
     spawner_default_url: str = ""
     spawner_notebook_dir: str = ""
+    spawner_disable_user_config: bool = False
+    spawner_shell_cmd: tuple[str, ...] = ()
     spawner_home_dir_template: str = ""
     spawner_poll_interval: float = 30.0
     spawner_pre_spawn_hook: Any = None
@@ -539,6 +547,8 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                 if key is None and group == "Spawner":
                     # a spawner key gateway does not read: the plugin's (traitlets hands it over), else refused
                     if plugin is None:
+                        if name in SPAWNER_KEYS_AT_DEFAULT and value == SPAWNER_KEYS_AT_DEFAULT[name]:
+                            continue
                         problems.append(f"{dotted}: gateway's local spawner cannot honour this key")
                     elif name not in plugin_keys:
                         problems.append(f"{dotted}: {plugin.__name__} has no such config key")

@@ -54,6 +54,8 @@ class SpawnerOptions:
     default_url: str = ""
     notebook_dir: str = ""  # '{username}', '{servername}' and a leading '~' are expanded
     home_dir_template: str = ""  # per-user folder when not switching user; default <data_dir>/users/<name>
+    disable_user_config: bool = False  # JUPYTERHUB_DISABLE_USER_CONFIG=1: the server reads no ~/.jupyter config
+    shell_cmd: tuple[str, ...] = ()  # e.g. ('bash', '-l', '-c'): the command line runs as that shell's one argument
     switch_user: bool = True  # False for spawner_class 'simple'
     data_dir: str = "."  # where per-user folders and logs go
     interrupt_timeout: float = 5.0  # stop(): wait after SIGINT

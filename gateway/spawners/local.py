@@ -14,6 +14,7 @@ import logging
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -195,7 +196,10 @@ class ProcessSpawner(Spawner):
             flags.append(f"--ServerApp.default_url={default_url}")
         if as_root:
             flags.append("--allow-root")
-        return cmd + flags + list(self.args)
+        argv = cmd + flags + list(self.args)
+        if self.options.shell_cmd:  # JupyterHub's LocalProcessSpawner.shell_cmd: one quoted line for the shell
+            return list(self.options.shell_cmd) + [shlex.join(argv)]
+        return argv
 
     def get_env(self, port: int, account: pwd.struct_passwd | None = None, home: Path | None = None) -> dict[str, str]:
         """The environment: env_keep, JupyterHub's variables, USER/HOME/SHELL, config, the secret."""
@@ -234,6 +238,8 @@ class ProcessSpawner(Spawner):
                 env[name] = str(value)
         if options.debug:
             env["JUPYTERHUB_DEBUG"] = "1"
+        if options.disable_user_config:
+            env["JUPYTERHUB_DISABLE_USER_CONFIG"] = "1"
         env["USER"] = spec.user
         env["HOME"] = str(home)
         shell = account.pw_shell if account else ""

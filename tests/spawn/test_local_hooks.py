@@ -10,6 +10,7 @@ import re
 import time
 
 import aiohttp
+import pytest
 
 from tests.helpers.pages import add_user, logged_in_session
 
@@ -123,3 +124,29 @@ async def test_options_form_on_the_local_spawner(page_hub):
     token = await hub.new_token("dee")
     model = await wait_ready(hub, "dee", token)
     assert model["user_options"] == {"flavor": "pistachio", "cone": True}  # 'simple' options_from_form
+
+
+async def test_shell_cmd_and_disable_user_config(page_hub, tmp_path):
+    """LocalProcessSpawner.shell_cmd runs the command line as one argument of that shell (here behind
+    `env`, so the server shows it went through it); disable_user_config reaches the server's environment."""
+    hub = await page_hub(spawner_shell_cmd=("env", "VIA_SHELL_CMD=yes", "sh", "-c"), spawner_disable_user_config=True)
+    token = await hub.new_token("ann")
+    assert (await hub.api("POST", "/users/ann/server", token=token)).status in (201, 202)
+    await wait_ready(hub, "ann", token)
+    env = await server_env(hub, "ann", token)
+    assert env["VIA_SHELL_CMD"] == "yes" and env["JUPYTERHUB_DISABLE_USER_CONFIG"] == "1"
+
+
+def test_spawner_keys_at_jupyterhubs_default_are_accepted(tmp_path):
+    from gateway.config import ConfigError, load_settings
+
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c.LocalProcessSpawner.shell_cmd = ['bash', '-l', '-c']\n"
+                      "c.Spawner.disable_user_config = True\n"
+                      "c.Spawner.consecutive_failure_limit = 0\nc.LocalProcessSpawner.popen_kwargs = {}\n")
+    settings = load_settings(str(config))
+    assert settings.spawner_shell_cmd == ("bash", "-l", "-c") and settings.spawner_disable_user_config
+    config.write_text("c.Spawner.consecutive_failure_limit = 3\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(str(config))
+    assert refused.value.problems == ["Spawner.consecutive_failure_limit: gateway's local spawner cannot honour this key"]
