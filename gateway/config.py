@@ -58,7 +58,11 @@ IRRELEVANT_KEYS = {
     "JupyterHub.cookie_host_prefix_enabled": "gateway sets cookie flags itself",
 }
 # Spawner keys the local spawner does not implement, fine at JupyterHub's default (which changes nothing)
-SPAWNER_KEYS_AT_DEFAULT = {"consecutive_failure_limit": 0, "popen_kwargs": {}}
+SPAWNER_KEYS_AT_DEFAULT: dict[str, tuple[Any, ...]] = {
+    "consecutive_failure_limit": (0,), "popen_kwargs": ({},), "ip": ("", "127.0.0.1"), "port": (0,),
+    "oauth_roles": ([],), "oauth_client_allowed_scopes": ([],), "server_token_scopes": ([],),
+    "ssl_alt_names": ([],), "ssl_alt_names_include_local": (True,),
+}
 IRRELEVANT_SECTIONS = {"ConfigurableHTTPProxy": "the proxy is built in", "Proxy": "the proxy is built in"}
 
 AUTHENTICATOR_ALIASES = {
@@ -270,6 +274,7 @@ KEYS: tuple[Key, ...] = (
       "Working folder of the server ({username} is replaced; default: home or a per-user folder)."),
     K("Spawner", "home_dir_template", "spawner_home_dir_template", as_str,
       "simple spawner: per-user folder template, e.g. /tmp/{username}."),
+    K("Spawner", "debug", "spawner_debug", as_bool, "Servers log at debug level (JUPYTERHUB_DEBUG=1)."),
     K("Spawner", "disable_user_config", "spawner_disable_user_config", as_bool,
       "Servers ignore the user's own Jupyter config files (JUPYTERHUB_DISABLE_USER_CONFIG=1)."),
     K("Spawner", "shell_cmd", "spawner_shell_cmd", as_str_tuple,
@@ -396,6 +401,7 @@ class Settings:
     spawner_http_timeout: float = 30.0
     spawner_default_url: str = ""
     spawner_notebook_dir: str = ""
+    spawner_debug: bool = False
     spawner_disable_user_config: bool = False
     spawner_shell_cmd: tuple[str, ...] = ()
     spawner_home_dir_template: str = ""
@@ -547,7 +553,8 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                 if key is None and group == "Spawner":
                     # a spawner key gateway does not read: the plugin's (traitlets hands it over), else refused
                     if plugin is None:
-                        if name in SPAWNER_KEYS_AT_DEFAULT and value == SPAWNER_KEYS_AT_DEFAULT[name]:
+                        plain = list(value) if isinstance(value, (list, tuple)) else value
+                        if plain in SPAWNER_KEYS_AT_DEFAULT.get(name, ()):
                             continue
                         problems.append(f"{dotted}: gateway's local spawner cannot honour this key")
                     elif name not in plugin_keys:

@@ -46,6 +46,7 @@ class SpawnerMaker:
             default_url=settings.spawner_default_url,
             notebook_dir=settings.spawner_notebook_dir,
             home_dir_template=settings.spawner_home_dir_template,
+            debug=settings.spawner_debug,
             disable_user_config=settings.spawner_disable_user_config,
             shell_cmd=settings.spawner_shell_cmd,
             switch_user=settings.spawner_class != "simple",

@@ -196,6 +196,8 @@ class ProcessSpawner(Spawner):
             flags.append(f"--ServerApp.default_url={default_url}")
         if as_root:
             flags.append("--allow-root")
+        if self.options.debug:
+            flags.append("--debug")
         argv = cmd + flags + list(self.args)
         if self.options.shell_cmd:  # JupyterHub's LocalProcessSpawner.shell_cmd: one quoted line for the shell
             return list(self.options.shell_cmd) + [shlex.join(argv)]

@@ -129,12 +129,14 @@ async def test_options_form_on_the_local_spawner(page_hub):
 async def test_shell_cmd_and_disable_user_config(page_hub, tmp_path):
     """LocalProcessSpawner.shell_cmd runs the command line as one argument of that shell (here behind
     `env`, so the server shows it went through it); disable_user_config reaches the server's environment."""
-    hub = await page_hub(spawner_shell_cmd=("env", "VIA_SHELL_CMD=yes", "sh", "-c"), spawner_disable_user_config=True)
+    hub = await page_hub(spawner_shell_cmd=("env", "VIA_SHELL_CMD=yes", "sh", "-c"), spawner_disable_user_config=True,
+                         spawner_debug=True)
     token = await hub.new_token("ann")
     assert (await hub.api("POST", "/users/ann/server", token=token)).status in (201, 202)
     await wait_ready(hub, "ann", token)
     env = await server_env(hub, "ann", token)
     assert env["VIA_SHELL_CMD"] == "yes" and env["JUPYTERHUB_DISABLE_USER_CONFIG"] == "1"
+    assert env["JUPYTERHUB_DEBUG"] == "1"
 
 
 def test_spawner_keys_at_jupyterhubs_default_are_accepted(tmp_path):
@@ -143,7 +145,9 @@ def test_spawner_keys_at_jupyterhubs_default_are_accepted(tmp_path):
     config = tmp_path / "jupyterhub_config.py"
     config.write_text("c.LocalProcessSpawner.shell_cmd = ['bash', '-l', '-c']\n"
                       "c.Spawner.disable_user_config = True\n"
-                      "c.Spawner.consecutive_failure_limit = 0\nc.LocalProcessSpawner.popen_kwargs = {}\n")
+                      "c.Spawner.consecutive_failure_limit = 0\nc.LocalProcessSpawner.popen_kwargs = {}\n"
+                      "c.Spawner.ip = '127.0.0.1'\nc.Spawner.port = 0\nc.Spawner.oauth_roles = []\n"
+                      "c.Spawner.server_token_scopes = []\nc.Spawner.debug = False\n")
     settings = load_settings(str(config))
     assert settings.spawner_shell_cmd == ("bash", "-l", "-c") and settings.spawner_disable_user_config
     config.write_text("c.Spawner.consecutive_failure_limit = 3\n")
