@@ -259,6 +259,10 @@ KEYS: tuple[Key, ...] = (
       "shared-password authenticator: the password admins log in with."),
     K("Authenticator", "password", "dummy_password", as_str, "dummy authenticator: deprecated shared password."),
     K("Authenticator", "service", "pam_service", as_str, "pam authenticator: PAM service name."),
+    K("Authenticator", "allowed_groups", "pam_allowed_groups", as_name_set,
+      "pam authenticator: members of these Unix groups may log in (LocalAuthenticator.allowed_groups)."),
+    K("Authenticator", "admin_groups", "pam_admin_groups", as_name_set,
+      "pam authenticator: members of these Unix groups are admins, others not unless in admin_users."),
     K("Spawner", "cmd", "spawner_cmd", as_str_tuple,
       "Command of the single-user server (default: jupyter-server)."),
     K("Spawner", "args", "spawner_args", as_str_tuple, "Extra arguments for the single-user server."),
@@ -393,6 +397,8 @@ class Settings:
     admin_password: str = ""
     dummy_password: str = ""
     pam_service: str = "login"
+    pam_allowed_groups: frozenset[str] = frozenset()
+    pam_admin_groups: frozenset[str] = frozenset()
     spawner_cmd: tuple[str, ...] = ()
     spawner_args: tuple[str, ...] = ()
     spawner_environment: Mapping[str, Any] = field(default_factory=dict)

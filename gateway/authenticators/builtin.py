@@ -21,8 +21,12 @@ the user record on first login.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import logging
 import math
+import os
+import pwd
 import secrets
 
 from aiohttp import web
@@ -170,8 +174,9 @@ class Authenticator:
                 log.info("Created user %s at first login", name)
             except Conflict:
                 user = await self.store.get_user(name)
-        elif admin and not user.admin:
-            user = await self.store.update_user(user.id, admin=True)
+        elif admin is not None and admin != user.admin:  # None: the stored flag stays (JupyterHub's auth_to_user)
+            user = await self.store.update_user(user.id, admin=admin)
+            log.info("User %s is %s an admin", name, "now" if admin else "no longer")
         assert user is not None
         return user
 
@@ -202,6 +207,19 @@ async def set_user_password(store: Store, user: User, password: str, *, end_sess
         await store.delete_user_sessions(user.id)
 
 
+def unix_groups(name: str) -> frozenset[str]:
+    """The names of the Unix groups of account ``name`` (primary and supplementary); none without an account."""
+    try:
+        gids = os.getgrouplist(name, pwd.getpwnam(name).pw_gid)
+    except KeyError:
+        return frozenset()
+    found = set()
+    for gid in gids:
+        with contextlib.suppress(KeyError):
+            found.add(grp.getgrgid(gid).gr_name)
+    return frozenset(found)
+
+
 class PAMAuthenticator(Authenticator):
     """System accounts through PAM (pamela), JupyterHub's default; PAM runs in a thread."""
 
@@ -214,6 +232,24 @@ class PAMAuthenticator(Authenticator):
         except Exception as e:  # ImportError, or OSError when libpam is missing
             raise ConfigError([f"authenticator_class 'pam' needs the pamela package and libpam: {e}"]) from None
         self._pamela = pamela
+
+    def warn_about_config(self) -> None:
+        if not self.settings.pam_allowed_groups:
+            super().warn_about_config()
+
+    async def is_allowed(self, name: str) -> bool:
+        """LocalAuthenticator.allowed_groups: a member of one may log in (blocked users still may not)."""
+        if name not in self.blocked_users and self.settings.pam_allowed_groups & unix_groups(name):
+            return True
+        return await super().is_allowed(name)
+
+    def is_admin(self, name: str) -> bool | None:
+        """PAMAuthenticator.admin_groups is authoritative, as in JupyterHub: with it set, a user neither in
+        admin_users nor in one of the groups is not an admin (and loses the flag at the next login)."""
+        admin = super().is_admin(name)
+        if admin or not self.settings.pam_admin_groups:
+            return admin
+        return bool(self.settings.pam_admin_groups & unix_groups(name))
 
     async def check_password(self, name: str, login_name: str, password: str) -> bool:
         return await asyncio.to_thread(self._check, login_name, password)

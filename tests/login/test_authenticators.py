@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+
 import pytest
 
 from gateway import keys
@@ -132,3 +135,32 @@ async def test_pam_login(page_hub, browsers, system_account):
     assert (await browser.get("/hub/api/user"))[0] == 200
     hub2 = await page_hub(authenticator_class="pam")  # JupyterHub 5+: no allow config, nobody
     assert await hub2.app[keys.AUTHENTICATOR].authenticate(name, password) is None
+
+
+@pytest.fixture
+def unix_group(system_account):
+    """A throw-away Unix group with the system account in it, deleted afterwards."""
+    name, _ = system_account
+    group = "gwgrp" + secrets.token_hex(3)
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["usermod", "-a", "-G", group, name], check=True)
+        yield group
+    finally:
+        subprocess.run(["groupdel", group], check=False)
+
+
+async def test_pam_allowed_and_admin_groups(page_hub, browsers, system_account, unix_group):
+    """LocalAuthenticator.allowed_groups lets members in without allow_all; PAMAuthenticator.admin_groups makes
+    them admins, and is authoritative: outside it, the admin flag goes at the next login."""
+    name, password = system_account
+    hub = await page_hub(authenticator_class="pam", pam_allowed_groups={unix_group}, pam_admin_groups={unix_group})
+    member = browsers(hub)
+    assert (await member.login(name, password))[0] == 302
+    assert (await hub.store.get_user(name)).admin is True
+    other_group = await page_hub(authenticator_class="pam", pam_allowed_groups={"gw-no-such-group"})
+    assert (await browsers(other_group).login(name, password))[0] == 403
+    demoted = await page_hub(authenticator_class="pam", allow_all=True, pam_admin_groups={"gw-no-such-group"},
+                             db_url=hub.settings.db_url)
+    assert (await browsers(demoted).login(name, password))[0] == 302
+    assert (await demoted.store.get_user(name)).admin is False
