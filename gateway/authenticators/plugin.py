@@ -422,26 +422,26 @@ class PluginAuthenticator:
         auth, as JupyterHub 6.1 does without ``auth_refresh_strict``."""
         if not self.refresh_pre_spawn:
             return True
-        if await self.refresh(user, self.handler_for(request), force=True) is not None:
-            return True
-        if identity.via == "cookie" and identity.user is not None and identity.user.id == user.id:
-            return False
-        log.warning("User %s has stale auth info; starting the server anyway (asked by %s, not their own login)",
-                    user.name, identity.name)
-        return True
+        own = identity.via == "cookie" and identity.user is not None and identity.user.id == user.id
+        return await self._refreshed_first(request, identity, user, own=own, doing="starting")
 
     async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
         """``refresh_pre_stop`` (the spawner's stop may use a fresh auth_state): False when the user asked
-        for their own stop and the refresh failed, so the stop must wait for a new login. A stop asked
-        for by anyone else goes ahead on the stale auth, as in JupyterHub."""
+        for their own stop (with any credential) and the refresh failed, so the stop must wait for a new
+        login. A stop asked for by anyone else goes ahead on the stale auth, as in JupyterHub."""
         if not getattr(self.plugin, "refresh_pre_stop", False):
             return True
+        own = identity.kind == "user" and identity.user is not None and identity.user.id == user.id
+        return await self._refreshed_first(request, identity, user, own=own, doing="stopping")
+
+    async def _refreshed_first(self, request: web.Request, identity: Identity, user: User, *, own: bool,
+                               doing: str) -> bool:
+        """A forced refresh; on failure False for the user's own request, else a warning and True."""
         if await self.refresh(user, self.handler_for(request), force=True) is not None:
             return True
-        if identity.kind == "user" and identity.user is not None and identity.user.id == user.id:
+        if own:
             return False
-        log.warning("User %s may have stale auth info; stopping the server anyway (asked by %s)",
-                    user.name, identity.name)
+        log.warning("User %s has stale auth info; %s the server anyway (asked by %s)", user.name, doing, identity.name)
         return True
 
 

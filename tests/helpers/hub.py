@@ -152,7 +152,8 @@ class GatewayProcess:
         )
         log.close()
 
-    async def wait_ready(self, timeout: float = 30) -> None:
+    async def wait_ready(self, timeout: float = 30, *, url: str | None = None, ssl: Any = True) -> None:
+        """Until ``/hub/health`` answers 200 at ``url`` (default: the plain-http URL); ``ssl``: aiohttp's."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
@@ -160,7 +161,7 @@ class GatewayProcess:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
                 try:
-                    async with session.get(self.url + "/hub/health") as r:
+                    async with session.get((url or self.url) + "/hub/health", ssl=ssl) as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:

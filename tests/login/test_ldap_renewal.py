@@ -96,7 +96,7 @@ async def test_refresh_pre_stop(slapd, gateway_process, browsers, monkeypatch, t
     assert status in (202, 204)
     assert not (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"]
     log = proc.log()
-    assert "User alice may have stale auth info; stopping the server anyway (asked by root)" in log
+    assert "User alice has stale auth info; stopping the server anyway (asked by root)" in log
     assert "Traceback" not in log
 
 

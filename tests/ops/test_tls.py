@@ -54,21 +54,6 @@ def tls_config(tokens: dict[str, str], cert: Path, key: Path, hub_port: int, ext
                                 f"c.JupyterHub.hub_port = {hub_port}\n" + extra)
 
 
-async def wait_https(proc, url: str, client_tls: ssl.SSLContext, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            assert proc.proc.poll() is None, proc.log()[-3000:]
-            try:
-                async with session.get(url + "/hub/health", ssl=client_tls) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no https answer:\n{proc.log()[-3000:]}")
-
-
 async def test_https_with_singleuser_behind_it(gateway_process, tmp_path):
     if not SINGLEUSER.exists():
         (pytest.fail if os.environ.get("CI") else pytest.skip)("jupyterhub-singleuser is not installed")
@@ -81,7 +66,7 @@ async def test_https_with_singleuser_behind_it(gateway_process, tmp_path):
                                       "c.JupyterHub.log_level = 'INFO'\n"))
     proc.start()
     url = f"https://127.0.0.1:{proc.port}"
-    await wait_https(proc, url, client_tls)
+    await proc.wait_ready(url=url, ssl=client_tls)
     alice = {"Authorization": f"token {tokens['alice']}"}
     async with aiohttp.ClientSession() as session:
         # plain http on the public port gets no hub
