@@ -325,6 +325,9 @@ KEYS: tuple[Key, ...] = (
       "Serve plain token-authenticated proxied requests on the lean front-door path (less CPU per "
       "request); False sends every request through aiohttp's handler (e.g. for on_response_prepare "
       "signals, which the lean path does not run)."),
+    K("Gateway", "authenticate_in_thread", "authenticate_in_thread", as_optional_bool,
+      "Run an authenticator plugin's authenticate() in a worker thread, so its blocking calls do not hold up "
+      "the proxy; default: for ldapauthenticator (whose ldap3 calls block), not for other plugins."),
 )
 KEYS_BY_NAME: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 SECTION_GROUPS = {
@@ -434,6 +437,7 @@ class Settings:
     shutdown_timeout: float = 10.0
     uvloop: bool = True
     front_doors: bool = True
+    authenticate_in_thread: bool | None = None
     plugin_stop_timeout: float = 60.0
     config_file: str = ""
 

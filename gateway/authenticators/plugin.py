@@ -26,6 +26,7 @@ The only module that imports ``jupyterhub``, and only when ``authenticator_class
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -109,7 +110,32 @@ def build_plugin(settings: Settings) -> Any:
         plugin.check_allow_config()
     except Exception as e:
         raise ConfigError([f"{cls.__name__}: {e}"]) from None
+    in_thread = settings.authenticate_in_thread
+    if in_thread or in_thread is None and _is_ldap(cls):
+        authenticate_in_a_thread(plugin)
     return plugin
+
+
+def _is_ldap(cls: type) -> bool:
+    return any(base.__module__.split(".")[0] == "ldapauthenticator" for base in cls.__mro__)
+
+
+def authenticate_in_a_thread(plugin: Any) -> None:
+    """The plugin's ``authenticate`` runs in a worker thread, on an event loop of its own for each call:
+    gateway's loop is also the proxy's, and a directory's synchronous round trips (ldap3: bind, searches)
+    would stall every proxied request meanwhile. Only ``authenticate``: the steps around it
+    (allow/block/admin checks, hooks, the user's auth_state) stay on gateway's loop. A plugin whose
+    ``authenticate`` uses objects bound to gateway's loop needs ``c.Gateway.authenticate_in_thread = False``."""
+    original = plugin.authenticate
+
+    def run(handler: Any, data: Any) -> Any:
+        result = original(handler, data)
+        return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+    async def authenticate(handler: Any, data: Any = None) -> Any:
+        return await asyncio.to_thread(run, handler, data)
+
+    plugin.authenticate = authenticate
 
 
 def _overrides(plugin: Any, method: str) -> bool:

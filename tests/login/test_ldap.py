@@ -6,10 +6,12 @@ the real login form (GET for the XSRF token, POST), as a browser does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import textwrap
 
+import aiohttp
 import pytest
 
 from gateway.auth import SESSION_COOKIE
@@ -204,3 +206,43 @@ async def test_config_file_class_manages_groups(slapd, gateway_process, browsers
     with sqlite3.connect(proc.workdir / "gateway.sqlite") as db:
         (info,) = db.execute("SELECT user_info FROM users WHERE name = 'alice'").fetchone()
     assert json.loads(info) == {"seen_from": "127.0.0.1"}
+
+
+def slow_directory(entered, release) -> str:
+    """An LDAPAuthenticator whose directory is slow: authenticate() blocks (as ldap3's synchronous calls
+    do) until the test lets it go, at most 20 s."""
+    return textwrap.dedent(f'''
+        import os, time
+        from ldapauthenticator import LDAPAuthenticator
+
+        class SlowLDAP(LDAPAuthenticator):
+            async def authenticate(self, handler, data):
+                open({str(entered)!r}, "w").close()
+                for _ in range(200):
+                    if os.path.exists({str(release)!r}):
+                        return await super().authenticate(handler, data)
+                    time.sleep(0.1)
+                return None
+
+        c.JupyterHub.authenticator_class = SlowLDAP
+        ''')
+
+
+async def test_a_slow_directory_does_not_hold_up_the_gateway(slapd, gateway_process, browsers, tmp_path):
+    """ldapauthenticator's authenticate runs in a worker thread: while one login waits on the directory,
+    the gateway still answers. Were it on the event loop, /hub/health would wait for the login, which
+    waits for the release that the test gives only after /hub/health answered: the login would time out."""
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    proc = await started(gateway_process, ldap_config(slapd, slow_directory(entered, release)))
+    login = asyncio.create_task(browsers(proc).login("alice", password_of("alice")))
+    for _ in range(300):
+        if entered.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert entered.exists(), proc.log()[-2000:]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proc.url + "/hub/health") as r:
+            assert r.status == 200
+    release.touch()
+    status, _, _ = await asyncio.wait_for(login, 60)
+    assert status == 302, proc.log()[-2000:]
