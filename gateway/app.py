@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -190,6 +190,22 @@ def hub_part(settings: Settings, app_metrics: Metrics, *, api: bool) -> web.Appl
     ])
 
 
+def make_hub_port_middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """With TLS, the plain-http listener on hub_port is for servers and services: it answers the hub API
+    and nothing else (no login pages or proxied servers in the clear), like JupyterHub's hub port."""
+    api_route, hub_port = settings.api_route, settings.hub_port
+
+    @web.middleware
+    async def hub_port_api_only(request: web.Request,
+                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        if sockname and sockname[1] == hub_port and not request.path.startswith(api_route):
+            raise web.HTTPNotFound(text="This port serves the hub API to servers and services only.\n")
+        return await handler(request)
+
+    return hub_port_api_only
+
+
 def create_app(settings: Settings) -> web.Application:
     """The root app holds the proxy's routes (``proxy.proxied`` checks strictness itself), the
     ``<base_url>`` redirect and everything app-wide; ``<base_url>hub/api`` and ``<base_url>hub`` are
@@ -198,6 +214,8 @@ def create_app(settings: Settings) -> web.Application:
     middlewares = [make_unrouted_middleware(lambda request: settings.max_body_size)]
     if settings.base_url != "/":  # base_url may be spelt two ways (escaped or not): one for browsers
         middlewares.insert(0, make_base_spelling_middleware(settings.base_url, settings.base_route))
+    if settings.tls:
+        middlewares.insert(0, make_hub_port_middleware(settings))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_body_size,

@@ -113,17 +113,20 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             await runner.cleanup()  # close what the contexts that did start opened (the store's threads)
             raise
         try:
-            sites = [(settings.listen_host, settings.listen_port, tls)]
-            if tls is not None:  # the hub API in plain http for servers and services (hub_api_url)
-                sites.append((settings.hub_ip, settings.hub_port, None))
-            for host, port, ssl_context in sites:
-                site = listening_site(runner, host, port, reuse_address=True, ssl_context=ssl_context,
-                                      lane=app.get(keys.FRONT_LANE), drains=app[keys.FRONT_DRAINS],
-                                      shutdown_timeout=settings.shutdown_timeout)
+            public = (settings.listen_host, settings.listen_port, tls, app.get(keys.FRONT_LANE))
+            # with TLS, first the hub API in plain http for servers and services (hub_api_url), served by
+            # aiohttp's path only (the front-door lane would proxy; the hub-port middleware refuses that)
+            internal = [(settings.hub_ip, settings.hub_port, None, None)] if tls is not None else []
+            for host, port, ssl_context, lane in [*internal, public]:
+                site = listening_site(runner, host, port, reuse_address=True, ssl_context=ssl_context, lane=lane,
+                                      drains=app[keys.FRONT_DRAINS], shutdown_timeout=settings.shutdown_timeout)
                 await site.start()
                 log.info("gateway %s listening on %s://%s:%d%s%s", __version__, "https" if ssl_context else "http",
-                         host, port, settings.base_url, "" if (host, port) == sites[0][:2] else
-                         " (the hub API for servers and services)")
+                         host, port, settings.base_url, " (the hub API for servers and services)" if internal and
+                         (host, port) == internal[0][:2] else "")
+            if internal and settings.hub_ip not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("JupyterHub.hub_ip = %r: the hub API is served in plain http beyond this machine "
+                            "(tokens travel in the clear there)", settings.hub_ip)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)

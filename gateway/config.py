@@ -59,7 +59,7 @@ IRRELEVANT_KEYS = {
 }
 # Spawner keys the local spawner does not implement, fine at JupyterHub's default (which changes nothing)
 SPAWNER_KEYS_AT_DEFAULT: dict[str, tuple[Any, ...]] = {
-    "consecutive_failure_limit": (0,), "popen_kwargs": ({},), "ip": ("", "127.0.0.1"), "port": (0,),
+    "consecutive_failure_limit": (0,), "popen_kwargs": ({},), "ip": ("127.0.0.1",), "port": (0,),
     "oauth_roles": ([],), "oauth_client_allowed_scopes": ([],), "server_token_scopes": ([],),
     "ssl_alt_names": ([],), "ssl_alt_names_include_local": (True,),
 }
@@ -564,7 +564,7 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                     # a spawner key gateway does not read: the plugin's (traitlets hands it over), else refused
                     if plugin is None:
                         plain = list(value) if isinstance(value, (list, tuple)) else value
-                        if plain in SPAWNER_KEYS_AT_DEFAULT.get(name, ()):
+                        if any(type(plain) is type(d) and plain == d for d in SPAWNER_KEYS_AT_DEFAULT.get(name, ())):
                             continue
                         problems.append(f"{dotted}: gateway's local spawner cannot honour this key")
                     elif name not in plugin_keys:
@@ -593,6 +593,9 @@ def _map_config(raw: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
                 if name in raw.get(section, {}):
                     with contextlib.suppress(ValueError, TypeError):
                         values[attr] = float(raw[section][name])
+    if not (values.get("ssl_cert") and values.get("ssl_key")):
+        warnings += [f"Ignoring JupyterHub.{name} (without ssl_cert the hub and the proxy share bind_url's port)"
+                     for name in ("hub_ip", "hub_port") if name in raw.get("JupyterHub", {})]
     ref = values.get("authenticator_class")
     if isinstance(ref, PluginRef):
         values["authenticator_class"] = "plugin"
@@ -646,6 +649,12 @@ def _check_consistency(settings: Settings) -> list[str]:
             problems.append(f"SharedPasswordAuthenticator.{name} must be at least 8 characters")
     if bool(settings.ssl_cert) != bool(settings.ssl_key):
         problems.append("JupyterHub.ssl_cert and JupyterHub.ssl_key go together: set both to serve https, or neither")
+    if settings.spawner_disable_user_config and settings.spawner_class in ("localprocess", "simple") and \
+            os.path.basename(settings.spawner_cmd[0] if settings.spawner_cmd else "") != "jupyterhub-singleuser":
+        problems.append("Spawner.disable_user_config = True is carried out by jupyterhub-singleuser (plain "
+                        "jupyter-server reads ~/.jupyter regardless): set c.Spawner.cmd = ['jupyterhub-singleuser']")
+    if settings.hub_port > 65535:
+        problems.append(f"JupyterHub.hub_port: {settings.hub_port} is not a TCP port (1 to 65535)")
     if settings.tls and settings.listen_port == settings.hub_port:
         problems.append(f"JupyterHub.hub_port {settings.hub_port} is also bind_url's port: with ssl_cert the hub "
                         "API needs its own plain-http port")

@@ -119,7 +119,7 @@ class Authenticator:
             return True  # JupyterHub adds admins to a non-empty allowed set
         return self.allow_existing_users and await self.store.get_user(name) is not None
 
-    def is_admin(self, name: str) -> bool | None:
+    async def is_admin(self, name: str) -> bool | None:
         """True for configured admins; None leaves the stored flag as it is."""
         return True if name in self.admin_users else None
 
@@ -165,7 +165,7 @@ class Authenticator:
         return await self.user_for_login(name)
 
     async def user_for_login(self, name: str) -> User:
-        admin = self.is_admin(name)
+        admin = await self.is_admin(name)
         user = await self.store.get_user(name)
         if user is None:
             roles = ("user", "admin") if admin else ("user",)
@@ -207,17 +207,18 @@ async def set_user_password(store: Store, user: User, password: str, *, end_sess
         await store.delete_user_sessions(user.id)
 
 
-def unix_groups(name: str) -> frozenset[str]:
-    """The names of the Unix groups of account ``name`` (primary and supplementary); none without an account."""
-    try:
-        gids = os.getgrouplist(name, pwd.getpwnam(name).pw_gid)
-    except KeyError:
-        return frozenset()
-    found = set()
-    for gid in gids:
+def in_unix_groups(name: str, groups: frozenset[str]) -> bool:
+    """Whether account ``name`` is in one of ``groups`` (primary or supplementary), compared by gid as
+    JupyterHub's LocalAuthenticator does; False without such an account. Blocking (NSS: files, sssd,
+    LDAP): call it in a thread."""
+    wanted = set()
+    for group in groups:
         with contextlib.suppress(KeyError):
-            found.add(grp.getgrgid(gid).gr_name)
-    return frozenset(found)
+            wanted.add(grp.getgrnam(group).gr_gid)
+    try:
+        return bool(wanted.intersection(os.getgrouplist(name, pwd.getpwnam(name).pw_gid)))
+    except KeyError:
+        return False
 
 
 class PAMAuthenticator(Authenticator):
@@ -239,17 +240,19 @@ class PAMAuthenticator(Authenticator):
 
     async def is_allowed(self, name: str) -> bool:
         """LocalAuthenticator.allowed_groups: a member of one may log in (blocked users still may not)."""
-        if name not in self.blocked_users and self.settings.pam_allowed_groups & unix_groups(name):
+        groups = self.settings.pam_allowed_groups
+        if groups and name not in self.blocked_users and await asyncio.to_thread(in_unix_groups, name, groups):
             return True
         return await super().is_allowed(name)
 
-    def is_admin(self, name: str) -> bool | None:
+    async def is_admin(self, name: str) -> bool | None:
         """PAMAuthenticator.admin_groups is authoritative, as in JupyterHub: with it set, a user neither in
         admin_users nor in one of the groups is not an admin (and loses the flag at the next login)."""
-        admin = super().is_admin(name)
-        if admin or not self.settings.pam_admin_groups:
+        admin = await super().is_admin(name)
+        groups = self.settings.pam_admin_groups
+        if admin or not groups:
             return admin
-        return bool(self.settings.pam_admin_groups & unix_groups(name))
+        return await asyncio.to_thread(in_unix_groups, name, groups)
 
     async def check_password(self, name: str, login_name: str, password: str) -> bool:
         return await asyncio.to_thread(self._check, login_name, password)

@@ -448,24 +448,22 @@ class PluginAuthenticator:
         auth, as JupyterHub 6.1 does without ``auth_refresh_strict``."""
         if not self.refresh_pre_spawn:
             return True
-        own = identity.via == "cookie" and identity.user is not None and identity.user.id == user.id
-        return await self._refreshed_first(request, identity, user, own=own, doing="starting")
+        return await self._refreshed_first(request, identity, user, doing="starting")
 
     async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
-        """``refresh_pre_stop`` (the spawner's stop may use a fresh auth_state): False when the user asked
-        for their own stop (with any credential) and the refresh failed, so the stop must wait for a new
-        login. A stop asked for by anyone else goes ahead on the stale auth, as in JupyterHub."""
+        """``refresh_pre_stop`` (the spawner's stop may use a fresh auth_state): False when the user's own
+        browser session asked for the stop and the refresh failed, so the stop must wait for a new login.
+        Token requests and anyone else's stop go ahead on the stale auth, as in JupyterHub (its
+        ``refresh_auth`` fails only cookie requests without ``auth_refresh_strict``)."""
         if not getattr(self.plugin, "refresh_pre_stop", False):
             return True
-        own = identity.kind == "user" and identity.user is not None and identity.user.id == user.id
-        return await self._refreshed_first(request, identity, user, own=own, doing="stopping")
+        return await self._refreshed_first(request, identity, user, doing="stopping")
 
-    async def _refreshed_first(self, request: web.Request, identity: Identity, user: User, *, own: bool,
-                               doing: str) -> bool:
-        """A forced refresh; on failure False for the user's own request, else a warning and True."""
+    async def _refreshed_first(self, request: web.Request, identity: Identity, user: User, *, doing: str) -> bool:
+        """A forced refresh; on failure False for the user's own browser session, else a warning and True."""
         if await self.refresh(user, self.handler_for(request), force=True) is not None:
             return True
-        if own:
+        if identity.via == "cookie" and identity.user is not None and identity.user.id == user.id:
             return False
         log.warning("User %s has stale auth info; %s the server anyway (asked by %s)", user.name, doing, identity.name)
         return True
@@ -520,6 +518,8 @@ async def _notify_stored_users(plugin: Any, adapter: PluginAuthenticator, store:
     while True:
         users, _ = await store.list_users(offset=offset, limit=500)
         for user in users:
+            if user.name in plugin.blocked_users:  # as JupyterHub's init_users: never added, never deleted here
+                continue
             try:
                 await _maybe_await(plugin.add_user(adapter.user_object(user)))
             except Exception as exc:  # the plugin's verdict, in whatever form it raises it

@@ -12,6 +12,7 @@ culler), so that a JupyterHub authenticator plugin hears of each as under Jupyte
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from gateway.authenticators.builtin import Authenticator
@@ -22,19 +23,28 @@ from gateway.vocab.models import User
 
 
 async def admit_users(store: Store, authenticator: Authenticator, created: Sequence[User]) -> None:
-    """Raises ApiError (400) when the authenticator refuses one; then none of ``created`` is kept."""
+    """Raises ApiError (400) when the authenticator refuses one; then none of ``created`` is kept: the
+    ones it had admitted are withdrawn from it again (``delete_user``) and every row is deleted."""
+    admitted: list[User] = []
     try:
         for user in created:
             await authenticator.user_added(user)
+            admitted.append(user)
     except ApiError:
+        for user in admitted:
+            with contextlib.suppress(ApiError):  # logged by the authenticator; the rows go regardless
+                await authenticator.user_deleted(user)
         for user in created:
             await store.delete_user(user.id)
         raise
 
 
 async def remove_user(store: Store, servers: ServerManager, authenticator: Authenticator | None, user: User) -> None:
-    """Raises ApiError (503) when the authenticator refuses; the servers are stopped, the user stays."""
+    """Raises ApiError when a server is still stopping after the wait (400, as JupyterHub: the user stays,
+    so no process is left without its record), or when the authenticator refuses (503)."""
     await servers.stop_all(user)
+    if any(servers.status(user.name, server.name) is not None for server in await servers.list_servers(user)):
+        raise ApiError(400, f"{user.name}'s server is in the process of stopping, please wait.")
     if authenticator is not None:
         await authenticator.user_deleted(user)
     await store.delete_user(user.id)

@@ -35,6 +35,7 @@ NEEDS_RESTART = frozenset({
     "cookie_max_age_days", "authenticator_class", "authenticator_plugin", "plugin_config", "spawner_class",
     "data_dir", "activity_resolution",
     "admin_access", "shared_password", "admin_password", "dummy_password", "pam_service",
+    "pam_allowed_groups", "pam_admin_groups", "authenticate_in_thread",
     "spawner_poll_interval", "max_body_size", "shutdown_timeout", "uvloop",
     "front_doors",
 })

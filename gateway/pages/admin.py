@@ -212,7 +212,8 @@ async def _start(request: web.Request, form) -> tuple[str, int]:
 
 async def _stop(request: web.Request, form) -> tuple[str, int]:
     manager, user, server = await _server(request, form, "delete:servers")
-    await _refreshed(request, user, before="stop")
+    if manager.status(user.name, server) is not None:  # refresh only when a stop will happen
+        await _refreshed(request, user, before="stop")
     entry = await manager.stop(user, server)
     if entry is not None:  # as the REST API: wait a little, so the page shows the outcome
         await manager.wait(entry, SLOW_STOP_TIMEOUT)

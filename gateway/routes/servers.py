@@ -182,9 +182,9 @@ async def stop_server(request: web.Request) -> web.Response:
     if name and await store.get_server(user.id, name) is None:
         raise ApiError(404, f"{user.name} has no server named '{name}'")
     authenticator = request.config_dict.get(keys.AUTHENTICATOR)
-    if authenticator is not None and not await authenticator.refresh_before_stop(request, current_identity(request),
-                                                                                  user):
-        raise ApiError(403, f"auth has expired for {user.name}, login again")
+    if authenticator is not None and manager(request).status(user.name, name) is not None and \
+            not await authenticator.refresh_before_stop(request, current_identity(request), user):
+        raise ApiError(403, f"auth has expired for {user.name}, login again")  # only when a stop will happen
     entry = await manager(request).stop(user, name, remove=remove)
     if entry is None:
         return empty(204)

@@ -9,7 +9,10 @@ import sqlite3
 import textwrap
 from pathlib import Path
 
+import aiohttp
+
 from tests.helpers.paths import FAKE_SERVER
+from tests.helpers.spawn import wait_server
 from tests.login.ldaptools import AUDITOR_TOKEN, CRYPT_KEY, SERVICES, api, ldap_config, started, whoami
 from tests.login.slapd import password_of
 
@@ -79,22 +82,28 @@ async def test_refresh_pre_stop(slapd, gateway_process, browsers, monkeypatch, t
     alice = browsers(proc)
     assert (await alice.login("alice", password_of("alice")))[0] == 302, proc.log()[-2000:]
     xsrf = {"X-XSRFToken": alice.cookie("_xsrf") or ""}
-    assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
-    # a fresh login: her own stop refreshes first (the stop sees the new auth_state)
-    refreshes = (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["auth_state"].get("refreshes", 0)
-    assert (await alice.delete("/hub/api/users/alice/server", headers=xsrf))[0] in (202, 204)
-    status, model = await api(proc, "/users/alice", ADMIN_TOKEN)
-    assert model["auth_state"]["refreshes"] == refreshes + 1 and not model["servers"]
-    # a stale login: her own stop waits for a new login; the server keeps running
-    assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
-    (stale / "alice").touch()
-    status, text, _ = await alice.delete("/hub/api/users/alice/server", headers=xsrf)
-    assert status == 403 and "auth has expired for alice, login again" in text
-    assert (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"][""]["ready"]
-    # an admin stops it anyway, with a warning in the log
-    status, _ = await api(proc, "/users/alice/server", ADMIN_TOKEN, method="DELETE")
-    assert status in (202, 204)
-    assert not (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"]
+    async with aiohttp.ClientSession() as session:
+        async def server(ready: bool) -> None:  # the start or stop may have answered 202: wait for it
+            await wait_server(session, proc.url, ADMIN_TOKEN, "alice", ready=ready)
+
+        assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
+        await server(ready=True)
+        # a fresh login: her own stop refreshes first (the stop sees the new auth_state)
+        refreshes = (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["auth_state"].get("refreshes", 0)
+        assert (await alice.delete("/hub/api/users/alice/server", headers=xsrf))[0] in (202, 204)
+        await server(ready=False)
+        assert (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["auth_state"]["refreshes"] == refreshes + 1
+        # a stale login: her own stop (her browser) waits for a new login; the server keeps running
+        assert (await alice.post("/hub/api/users/alice/server", headers=xsrf))[0] in (201, 202)
+        await server(ready=True)
+        (stale / "alice").touch()
+        status, text, _ = await alice.delete("/hub/api/users/alice/server", headers=xsrf)
+        assert status == 403 and "auth has expired for alice, login again" in text
+        assert (await api(proc, "/users/alice", ADMIN_TOKEN))[1]["servers"][""]["ready"]
+        # an admin stops it anyway, with a warning in the log
+        status, _ = await api(proc, "/users/alice/server", ADMIN_TOKEN, method="DELETE")
+        assert status in (202, 204)
+        await server(ready=False)
     log = proc.log()
     assert "User alice has stale auth info; stopping the server anyway (asked by root)" in log
     assert "Traceback" not in log

@@ -149,6 +149,7 @@ async def test_users_created_and_deleted_by_admins_reach_the_plugin(page_hub, br
     assert refused.status == 400 and refused.body["message"] == \
         "Failed to create user gone-dan: gone-dan is not in the directory", refused.body
     assert await hub.store.get_user("carol") is None and await hub.store.get_user("gone-dan") is None
+    assert (await browsers(hub).login("carol", "right"))[0] == 403  # withdrawn from the plugin too
     assert (await hub.api("POST", "/users", token=root, json_body={"usernames": ["carol"]})).status == 201
     assert (await browsers(hub).login("carol", "right"))[0] == 302
 

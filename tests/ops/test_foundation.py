@@ -101,14 +101,14 @@ async def test_token_cli_errors(gateway_process):
 
 def test_unknown_key_warns_and_wrong_type_exits_2(tmp_path):
     config = tmp_path / "jupyterhub_config.py"
-    config.write_text("c = get_config()\nc.JupyterHub.port = 'eighty'\nc.Spawner.disable_user_config = True\n"
+    config.write_text("c = get_config()\nc.JupyterHub.port = 'eighty'\nc.Spawner.consecutive_failure_limit = 5\n"
                       "c.JupyterHub.allow_named_servers = 'yes please'\n")
     result = subprocess.run([sys.executable, "-m", "gateway", "-f", str(config)], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert "JupyterHub.port" in result.stderr and "expected an integer" in result.stderr
     assert "JupyterHub.allow_named_servers" in result.stderr
-    assert "Spawner.disable_user_config" in result.stderr  # a key the local spawner cannot honour, by name
+    assert "Spawner.consecutive_failure_limit" in result.stderr  # a key the local spawner cannot honour, by name
     assert not (tmp_path / "gateway.sqlite").exists()  # nothing started
 
 

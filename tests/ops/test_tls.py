@@ -73,9 +73,12 @@ async def test_https_with_singleuser_behind_it(gateway_process, tmp_path):
         with pytest.raises(aiohttp.ClientError):
             async with session.get(f"http://127.0.0.1:{proc.port}/hub/api/", timeout=aiohttp.ClientTimeout(10)) as r:
                 await r.read()
-        # the hub API in plain http on hub_port, on loopback, for servers and services
+        # the hub API in plain http on hub_port, on loopback, for servers and services; nothing else there
         async with session.get(f"http://127.0.0.1:{hub_port}/hub/api/") as r:
             assert r.status == 200 and "version" in await r.json()
+        for path in ("/hub/login", "/user/alice/api/status", "/"):
+            async with session.get(f"http://127.0.0.1:{hub_port}{path}", headers=alice, allow_redirects=False) as r:
+                assert r.status == 404, (path, r.status)
         # the login form over https: its cookie is Secure
         async with session.get(url + "/hub/login", ssl=client_tls) as r:
             assert r.status == 200 and "; Secure" in r.headers["Set-Cookie"], r.headers

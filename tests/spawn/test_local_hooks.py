@@ -128,7 +128,8 @@ async def test_options_form_on_the_local_spawner(page_hub):
 
 async def test_shell_cmd_and_disable_user_config(page_hub, tmp_path):
     """LocalProcessSpawner.shell_cmd runs the command line as one argument of that shell (here behind
-    `env`, so the server shows it went through it); disable_user_config reaches the server's environment."""
+    `env`, so the server shows it went through it); disable_user_config reaches the server's environment,
+    where jupyterhub-singleuser reads it (the config check requires that command; the fake server stands in)."""
     hub = await page_hub(spawner_shell_cmd=("env", "VIA_SHELL_CMD=yes", "sh", "-c"), spawner_disable_user_config=True,
                          spawner_debug=True)
     token = await hub.new_token("ann")
@@ -144,13 +145,19 @@ def test_spawner_keys_at_jupyterhubs_default_are_accepted(tmp_path):
 
     config = tmp_path / "jupyterhub_config.py"
     config.write_text("c.LocalProcessSpawner.shell_cmd = ['bash', '-l', '-c']\n"
-                      "c.Spawner.disable_user_config = True\n"
+                      "c.Spawner.cmd = ['jupyterhub-singleuser']\nc.Spawner.disable_user_config = True\n"
                       "c.Spawner.consecutive_failure_limit = 0\nc.LocalProcessSpawner.popen_kwargs = {}\n"
                       "c.Spawner.ip = '127.0.0.1'\nc.Spawner.port = 0\nc.Spawner.oauth_roles = []\n"
                       "c.Spawner.server_token_scopes = []\nc.Spawner.debug = False\n")
     settings = load_settings(str(config))
     assert settings.spawner_shell_cmd == ("bash", "-l", "-c") and settings.spawner_disable_user_config
-    config.write_text("c.Spawner.consecutive_failure_limit = 3\n")
+    config.write_text("c.Spawner.consecutive_failure_limit = 3\nc.Spawner.ip = ''\n")
     with pytest.raises(ConfigError) as refused:
         load_settings(str(config))
-    assert refused.value.problems == ["Spawner.consecutive_failure_limit: gateway's local spawner cannot honour this key"]
+    assert refused.value.problems == ["Spawner.consecutive_failure_limit: gateway's local spawner cannot honour this key",
+                                      "Spawner.ip: gateway's local spawner cannot honour this key"]
+    # plain jupyter-server (the default command) has no way to ignore the user's config
+    config.write_text("c.Spawner.disable_user_config = True\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(str(config))
+    assert "carried out by jupyterhub-singleuser" in refused.value.problems[0]
