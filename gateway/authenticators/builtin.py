@@ -136,6 +136,9 @@ class Authenticator:
     async def refresh_before_stop(self, request: web.Request, identity: Identity, user: User) -> bool:
         return True
 
+    async def refresh_for_stop(self, user: User) -> None:
+        """Before a stop no request asked for; the built-ins keep no login state to refresh."""
+
     async def user_added(self, user: User) -> None:
         """Called after a user is created by an admin; the built-ins need nothing more."""
 

@@ -459,6 +459,12 @@ class PluginAuthenticator:
             return True
         return await self._refreshed_first(request, identity, user, doing="stopping")
 
+    async def refresh_for_stop(self, user: User) -> None:
+        """``refresh_pre_stop`` for stops no request asked for (logout, deletion, the idle culler): a forced
+        refresh; when it fails the stop goes ahead on the stored auth_state, with a warning."""
+        if getattr(self.plugin, "refresh_pre_stop", False) and await self.refresh(user, None, force=True) is None:
+            log.warning("User %s has stale auth info; stopping the server anyway", user.name)
+
     async def _refreshed_first(self, request: web.Request, identity: Identity, user: User, *, doing: str) -> bool:
         """A forced refresh; on failure False for the user's own browser session, else a warning and True."""
         if await self.refresh(user, self.handler_for(request), force=True) is not None:

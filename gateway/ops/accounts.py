@@ -4,7 +4,8 @@ culler), so that a JupyterHub authenticator plugin hears of each as under Jupyte
 - *admitted*: after the rows are made, the plugin's ``add_user`` (with ``allow_existing_users`` it adds the
   name to ``allowed_users``, so an admin-created user can log in); if it refuses, the users this call made
   are deleted again and the caller gets 400;
-- *removed*: servers stopped first, then the plugin's ``delete_user`` (it drops the name from
+- *removed*: servers stopped first (after ``refresh_pre_stop``'s refresh, as every stop), then the
+  plugin's ``delete_user`` (it drops the name from
   ``allowed_users``, so a deleted user cannot log in again), then the rows (tokens, sessions and
   memberships go with them) and the ServerManager's entries. JupyterHub's ``UserAPIHandler.delete``
   keeps that order.
@@ -42,10 +43,22 @@ async def admit_users(store: Store, authenticator: Authenticator, created: Seque
 async def remove_user(store: Store, servers: ServerManager, authenticator: Authenticator | None, user: User) -> None:
     """Raises ApiError when a server is still stopping after the wait (400, as JupyterHub: the user stays,
     so no process is left without its record), or when the authenticator refuses (503)."""
-    await servers.stop_all(user)
-    if any(servers.status(user.name, server.name) is not None for server in await servers.list_servers(user)):
+    await stop_all_servers(servers, authenticator, user)
+    if await _any_active(servers, user):
         raise ApiError(400, f"{user.name}'s server is in the process of stopping, please wait.")
     if authenticator is not None:
         await authenticator.user_deleted(user)
     await store.delete_user(user.id)
     servers.forget_user(user.name)
+
+
+async def stop_all_servers(servers: ServerManager, authenticator: Authenticator | None, user: User) -> None:
+    """Every server of ``user`` stopped (bounded wait), after the authenticator's ``refresh_pre_stop``
+    refresh when there is something to stop: for logout and deletion, which no stop request asked for."""
+    if authenticator is not None and await _any_active(servers, user):
+        await authenticator.refresh_for_stop(user)
+    await servers.stop_all(user)
+
+
+async def _any_active(servers: ServerManager, user: User) -> bool:
+    return any(servers.status(user.name, server.name) is not None for server in await servers.list_servers(user))

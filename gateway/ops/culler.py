@@ -95,6 +95,8 @@ class IdleCuller:
             if user is None:
                 continue
             log.info("Culling server %s (%s)", describe(server.user_name, server.name), why)
+            if self.authenticator is not None:
+                await self.authenticator.refresh_for_stop(user)  # refresh_pre_stop, as for every stop
             entry = await servers.stop(user, server.name)
             stopping.append((server, entry))
         for server, entry in stopping:

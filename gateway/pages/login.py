@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ApiError
+from gateway.ops.accounts import stop_all_servers
 from gateway.pages import redirect_login, sessions
 from gateway.pages.kit import found, landing_url, mount_pages, page, page_identity, redirect, render
 from gateway.pages.redirects import safe_next_url
@@ -115,7 +116,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = redirect(after_logout or settings.hub_prefix + "login")
     if not identity.anonymous and identity.user is not None:
         if settings.shutdown_on_logout:
-            await request.config_dict[keys.SERVERS].stop_all(identity.user)
+            config = request.config_dict
+            await stop_all_servers(config[keys.SERVERS], config[keys.AUTHENTICATOR], identity.user)
         log.info("User %s logged out", identity.user.name)
     await sessions.end_session(request, response, identity)
     return response

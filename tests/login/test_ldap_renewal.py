@@ -104,8 +104,16 @@ async def test_refresh_pre_stop(slapd, gateway_process, browsers, monkeypatch, t
         status, _ = await api(proc, "/users/alice/server", ADMIN_TOKEN, method="DELETE")
         assert status in (202, 204)
         await server(ready=False)
+        # deleting a user with a running server refreshes before that stop too (no request asked for it)
+        carol = browsers(proc)
+        assert (await carol.login("carol", password_of("carol")))[0] == 302
+        assert (await api(proc, "/users/carol/server", ADMIN_TOKEN, method="POST"))[0] in (201, 202)
+        await wait_server(session, proc.url, ADMIN_TOKEN, "carol", ready=True)
+        (stale / "carol").touch()
+        assert (await api(proc, "/users/carol", ADMIN_TOKEN, method="DELETE"))[0] == 204
     log = proc.log()
     assert "User alice has stale auth info; stopping the server anyway (asked by root)" in log
+    assert "User carol has stale auth info; stopping the server anyway\n" in log
     assert "Traceback" not in log
 
 
