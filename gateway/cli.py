@@ -133,6 +133,8 @@ async def serve(settings: Settings, reload_config: Callable[[], Settings] | None
             reloads: set[asyncio.Task] = set()
             if reload_config is not None:
                 def on_sighup() -> None:
+                    if tls is not None:
+                        reload_certificate(tls, settings)
                     task = asyncio.create_task(_reload(app, reload_config))
                     reloads.add(task)
                     task.add_done_callback(reloads.discard)
@@ -158,6 +160,18 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext:
         raise ConfigError([f"JupyterHub.ssl_cert / ssl_key ({settings.ssl_cert}, {settings.ssl_key}): "
                            f"cannot load the certificate and key: {e}"]) from None
     return context
+
+
+def reload_certificate(live: ssl.SSLContext, settings: Settings) -> None:
+    """SIGHUP: the files of ssl_cert/ssl_key read again (a certificate renewed in place, as certbot does), for
+    new connections. Checked on a fresh context first, so a half-written pair never reaches the live one."""
+    try:
+        server_tls_context(settings)
+        live.load_cert_chain(settings.ssl_cert, settings.ssl_key)
+    except (ConfigError, OSError, ssl.SSLError) as e:
+        log.error("Keeping the TLS certificate in use: %s", e)
+        return
+    log.info("Reloaded the TLS certificate from %s", settings.ssl_cert)
 
 
 def run_loop(main, use_uvloop: bool):

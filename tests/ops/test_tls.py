@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import ipaddress
 import os
+import signal
 import ssl
 import sys
 import time
@@ -116,3 +117,43 @@ def test_half_or_broken_tls_config_stops_the_start(gateway_process, tmp_path):
         result = proc.run_cli("-f", str(proc.config_path), f"--port={proc.port}", "--ip=127.0.0.1")
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+async def served_by(url: str, trusted: Path) -> bool:
+    """Whether the certificate at ``url`` verifies against ``trusted`` alone."""
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/hub/health", ssl=ssl.create_default_context(cafile=str(trusted))) as r:
+                return r.status == 200
+    except aiohttp.ClientConnectorCertificateError:
+        return False
+
+
+async def test_a_certificate_renewed_in_place_is_served_after_sighup(gateway_process, tmp_path):
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "renewed").mkdir()
+    new_cert, new_key = self_signed(tmp_path / "renewed")
+    old_copy = tmp_path / "old.crt"
+    old_copy.write_bytes(cert.read_bytes())
+    proc = gateway_process(tls_config({}, cert, key, free_port(), "c.JupyterHub.log_level = 'INFO'\n"))
+    proc.start()
+    url = f"https://127.0.0.1:{proc.port}"
+    await proc.wait_ready(url=url, ssl=ssl.create_default_context(cafile=str(cert)))
+    # a half-renewed pair (the new certificate, the old key): refused, the old pair stays in use
+    cert.write_bytes(new_cert.read_bytes())
+    proc.signal(signal.SIGHUP)
+    for _ in range(100):
+        if "Keeping the TLS certificate in use" in proc.log():
+            break
+        await asyncio.sleep(0.05)
+    assert "Keeping the TLS certificate in use" in proc.log(), proc.log()[-2000:]
+    assert await served_by(url, old_copy) and not await served_by(url, new_cert)
+    # the whole new pair: served to new connections after the next SIGHUP
+    key.write_bytes(new_key.read_bytes())
+    proc.signal(signal.SIGHUP)
+    for _ in range(100):
+        if "Reloaded the TLS certificate" in proc.log():
+            break
+        await asyncio.sleep(0.05)
+    assert await served_by(url, new_cert) and not await served_by(url, old_copy)
+    assert "Traceback" not in proc.log()
