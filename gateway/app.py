@@ -31,7 +31,7 @@ from gateway.ops.lifecycle import RELOADABLE, changed_fields
 from gateway.ops.logs import access_log_args, set_level
 from gateway.ops.metrics import Metrics, make_timing_middleware
 from gateway.ops.accounts import remove_user
-from gateway.pages import accept_share, admin, home, kit, login, redirect_login, spawn
+from gateway.pages import accept_share, admin, home, kit, login, plugin_pages, redirect_login, spawn
 from gateway.pages.redirects import make_base_spelling_middleware
 from gateway.routes import batchspawner, groups, hub, info, metrics, oauth, servers, services, shares, tokens, users
 from gateway.services.managed import ServiceManager
@@ -58,6 +58,7 @@ ROUTE_SETUPS = (
     oauth.setup,
     shares.setup,
     kit.setup,  # templates, static files, the HTML error page
+    plugin_pages.setup,  # an authenticator plugin's own pages (before login: it may replace /login)
     login.setup,
     redirect_login.setup,  # an OAuth plugin's /hub/oauth_login and /hub/oauth_callback
     home.setup,

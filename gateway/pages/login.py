@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.errors import ApiError
 from gateway.ops.accounts import stop_all_servers
-from gateway.pages import redirect_login, sessions
+from gateway.pages import plugin_pages, redirect_login, sessions
 from gateway.pages.kit import found, landing_url, mount_pages, page, page_identity, redirect, render
 from gateway.pages.redirects import safe_next_url
 
@@ -124,4 +124,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    mount_pages(app, routes)
+    """The login form and logout; the form steps aside when a plugin's own page is ``/login``."""
+    if not plugin_pages.claims_login(app):
+        mount_pages(app, routes)
+        return
+    kept = web.RouteTableDef()
+    for route in routes:
+        if isinstance(route, web.RouteDef) and route.path != "/login":
+            kept.route(route.method, route.path, **route.kwargs)(route.handler)
+    mount_pages(app, kept)

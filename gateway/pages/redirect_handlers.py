@@ -17,10 +17,12 @@ not JupyterHub's day: a login that takes longer starts again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.authenticators.handler_shim import PluginHandler
 
 STATE_MAX_AGE = 600  # seconds a browser has to come back from the provider
@@ -56,6 +58,44 @@ class RedirectPluginHandler(PluginHandler):
         if found is None and self.get_cookie(name):
             self.log.warning("Ignored a %s cookie with a bad signature or too old", name)
         return found
+
+
+    # ------------------------------------------------ JupyterHub BaseHandler's, for a plugin's own pages
+    # (``plugin_pages`` puts ``(request, adapter)`` in ``_gateway`` before it runs the handler)
+
+    async def login_user(self, data: Any = None) -> Any:
+        """The plugin's ``get_authenticated_user`` through the adapter (allow/block/admin rules, hooks),
+        then the user record as for any login; the page starts gateway's session. None: not let in."""
+        request, adapter = self.__dict__["_gateway"]
+        model = await adapter.authenticated_model(self, data)
+        user = await adapter.apply_auth_model(model) if model is not None else None
+        if user is None:
+            self.log.warning("Failed login through %s from %s", type(self).__name__, request.remote)
+        self.__dict__["_gateway_user"] = user
+        return user
+
+    def get_next_url(self, user: Any = None, default: str | None = None) -> str:
+        """``next`` if it passes the safe-redirect rule, else ``default``, else the user's landing page."""
+        from gateway.pages.kit import landing_url
+        from gateway.pages.redirects import safe_next_url
+
+        request, _ = self.__dict__["_gateway"]
+        safe = safe_next_url(self.get_argument("next", None), request)
+        if safe:
+            return safe
+        if default:
+            return default
+        return landing_url(request, user) if user is not None else request.config_dict[keys.SETTINGS].hub_prefix
+
+    def write(self, chunk: Any) -> None:
+        if isinstance(chunk, dict):
+            chunk = json.dumps(chunk)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.__dict__.setdefault("_written", []).append(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+
+    def finish(self, chunk: Any = None) -> None:
+        if chunk is not None:
+            self.write(chunk)
 
 
 _classes: dict[type, type] = {}

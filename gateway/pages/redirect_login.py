@@ -77,7 +77,7 @@ def _clear_state() -> dict[str, str]:
     return {"Set-Cookie": f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"}
 
 
-def _as_api_error(e: Exception) -> ApiError:
+def as_api_error(e: Exception) -> ApiError:
     """A plugin's or provider's failure as a clear page: a 4xx as it is, anything else a 502."""
     from tornado import httpclient
     from tornado import web as tornado_web
@@ -121,7 +121,7 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
         if inspect.isawaitable(result):
             await result
     except plugin_failures() as e:
-        raise _as_api_error(e) from None
+        raise as_api_error(e) from None
     if handler.redirect_url is None:
         log.error("%s.get did not redirect", type(handler).__name__)
         raise ApiError(502, PROVIDER_FAILED)
@@ -175,7 +175,7 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         model = await adapter.authenticated_model(handler, None)  # code exchange, userdata, allow rules
         user = await adapter.apply_auth_model(model) if model is not None else None
     except plugin_failures() as e:
-        raise _as_api_error(e) from None
+        raise as_api_error(e) from None
     if user is None:
         log.warning("Refused a login through %s from %s", type(plugin).__name__, request.remote)
         raise ApiError(403, getattr(plugin, "custom_403_message", "") or NOT_ALLOWED, headers=_clear_state())
