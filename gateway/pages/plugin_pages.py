@@ -17,7 +17,6 @@ loads them.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from typing import Any
@@ -25,14 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
-from gateway.errors import ApiError
 from gateway.pages import sessions
 from gateway.pages.kit import page
 
 log = logging.getLogger("gateway.login.plugin")
 
 LITERAL_PATH = re.compile(r"/[A-Za-z0-9_\-./]*")
-PLUGIN_FAILED = "The login service failed. Please try again later."
 
 
 def plugin_paths(app: web.Application) -> list[tuple[str, type]]:
@@ -71,20 +68,12 @@ def plugin_page(handler_class: type):
     @page(login=False)
     async def serve(request: web.Request) -> web.StreamResponse:
         from gateway.pages.redirect_handlers import plugin_handler
-        from gateway.pages.redirect_login import as_api_error, plugin_failures
+        from gateway.pages.redirect_login import run_plugin_get
 
         adapter = request.config_dict[keys.AUTHENTICATOR]
         handler = plugin_handler(handler_class, adapter, request)
         handler.__dict__["_gateway"] = (request, adapter)
-        try:
-            result = handler.get()
-            if inspect.isawaitable(result):
-                await result
-        except plugin_failures() as e:
-            raise as_api_error(e) from None
-        except Exception as e:  # the plugin's own bug: a clear page, the reason in one log line
-            log.error("%s.get failed: %s: %s", handler_class.__name__, type(e).__name__, e)
-            raise ApiError(503, PLUGIN_FAILED) from None
+        await run_plugin_get(handler)
         response = answer_of(handler)
         user = handler.__dict__.get("_gateway_user")
         if user is not None:

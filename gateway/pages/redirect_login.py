@@ -47,6 +47,7 @@ STATE_COOKIE = "oauthenticator-state"  # oauthenticator's name, path "/" as Jupy
 USED_STATES_LIMIT = 10_000
 NOT_ALLOWED = "Sorry, you are not currently authorized to use this hub. Please contact the hub administrator."
 PROVIDER_FAILED = "The identity provider did not answer as expected. Please try again later."
+PLUGIN_FAILED = "The login service failed. Please try again later."
 USED_STATES = web.AppKey("oauth_used_states", OrderedDict)
 
 
@@ -105,6 +106,19 @@ def plugin_failures() -> tuple[type[Exception], ...]:
     return ApiError, tornado_web.HTTPError, httpclient.HTTPClientError, OSError
 
 
+async def run_plugin_get(handler: Any) -> None:
+    """A plugin handler's ``get``; its refusals and failures as clear pages (ApiError), never a traceback."""
+    try:
+        result = handler.get()
+        if inspect.isawaitable(result):
+            await result
+    except plugin_failures() as e:
+        raise as_api_error(e) from None
+    except Exception as e:  # the plugin's own bug: a clear page, the reason in one log line
+        log.error("%s.get failed: %s: %s", type(handler).__name__, type(e).__name__, e)
+        raise ApiError(503, PLUGIN_FAILED, headers=_clear_state()) from None
+
+
 def _found(url: str) -> web.Response:
     return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
 
@@ -116,12 +130,7 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
     from gateway.pages.redirect_handlers import plugin_handler
 
     handler = plugin_handler(plugin.login_handler, request.config_dict[keys.AUTHENTICATOR], request)
-    try:
-        result = handler.get()
-        if inspect.isawaitable(result):
-            await result
-    except plugin_failures() as e:
-        raise as_api_error(e) from None
+    await run_plugin_get(handler)
     if handler.redirect_url is None:
         log.error("%s.get did not redirect", type(handler).__name__)
         raise ApiError(502, PROVIDER_FAILED)
