@@ -58,13 +58,13 @@ ROUTE_SETUPS = (
     oauth.setup,
     shares.setup,
     kit.setup,  # templates, static files, the HTML error page
-    plugin_pages.setup,  # an authenticator plugin's own pages (before login: it may replace /login)
-    login.setup,
+    login.setup,  # leaves /login to an authenticator plugin's own page when it has one
     redirect_login.setup,  # an OAuth plugin's /hub/oauth_login and /hub/oauth_callback
     home.setup,
     spawn.setup,
     admin.setup,
     accept_share.setup,
+    plugin_pages.setup,  # an authenticator plugin's own pages, after gateway's (which they never replace)
 )
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import ssl
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -164,12 +165,20 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext:
 
 def reload_certificate(live: ssl.SSLContext, settings: Settings) -> None:
     """SIGHUP: the files of ssl_cert/ssl_key read again (a certificate renewed in place, as certbot does), for
-    new connections. Checked on a fresh context first, so a half-written pair never reaches the live one."""
+    new connections. One snapshot of the two files is checked on a fresh context, then loaded into the live
+    one: a pair that does not load (say, half-written) never reaches it, and a failed load there would
+    leave it unable to shake hands."""
     try:
-        server_tls_context(settings)
-        live.load_cert_chain(settings.ssl_cert, settings.ssl_key)
-    except (ConfigError, OSError, ssl.SSLError) as e:
-        log.error("Keeping the TLS certificate in use: %s", e)
+        with tempfile.TemporaryDirectory(prefix="gateway-tls-") as folder:  # 0700: only this user reads the key
+            cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+            for source, copy in ((settings.ssl_cert, cert), (settings.ssl_key, key)):
+                with open(source, "rb") as f, open(os.open(copy, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+                    out.write(f.read())
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            live.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        log.error("Keeping the TLS certificate in use: cannot load %s and %s: %s", settings.ssl_cert,
+                  settings.ssl_key, e)
         return
     log.info("Reloaded the TLS certificate from %s", settings.ssl_cert)
 

@@ -55,6 +55,7 @@ CULLER: web.AppKey[IdleCuller] = web.AppKey("culler")
 # Pages and REST handlers:
 ERROR_PAGE: web.AppKey[HtmlRenderer] = web.AppKey("error_page")  # HTML error pages (the pages' template)
 STATIC_VERSIONS: web.AppKey[dict[str, str]] = web.AppKey("static_versions")  # file name -> content hash
+PLUGIN_PAGES: web.AppKey[frozenset[str]] = web.AppKey("plugin_pages")  # an auth plugin's own pages (hub paths)
 SHUTDOWN_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("shutdown_tasks")  # POST /hub/api/shutdown
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("progress_streams_stopping")  # ends progress event streams
 # Set by the CLI: stop the gateway; ``servers`` (POST /hub/api/shutdown) overrides cleanup_servers.

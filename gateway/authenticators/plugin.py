@@ -54,6 +54,7 @@ log = logging.getLogger("gateway.auth")
 plugin_log = logging.getLogger("gateway.authenticator")
 
 ENTRY_POINT_GROUP = "jupyterhub.authenticators"
+REFRESH_BEFORE_STOP_TIMEOUT = 10.0  # seconds a refresh_pre_stop refresh may hold up a stop nobody waits on
 # Authenticator traits gateway cannot honour yet: (trait, value that is fine, why)
 UNHONOURED = (
     ("manage_roles", False, "authenticator-managed roles are not supported"),
@@ -461,8 +462,15 @@ class PluginAuthenticator:
 
     async def refresh_for_stop(self, user: User) -> None:
         """``refresh_pre_stop`` for stops no request asked for (logout, deletion, the idle culler): a forced
-        refresh; when it fails the stop goes ahead on the stored auth_state, with a warning."""
-        if getattr(self.plugin, "refresh_pre_stop", False) and await self.refresh(user, None, force=True) is None:
+        refresh, bounded so a slow provider holds up no stop for long; when it fails or times out the stop
+        goes ahead on the stored auth_state, with a warning."""
+        if not getattr(self.plugin, "refresh_pre_stop", False):
+            return
+        try:
+            refreshed = await asyncio.wait_for(self.refresh(user, None, force=True), REFRESH_BEFORE_STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            refreshed = None
+        if refreshed is None:
             log.warning("User %s has stale auth info; stopping the server anyway", user.name)
 
     async def _refreshed_first(self, request: web.Request, identity: Identity, user: User, *, doing: str) -> bool:

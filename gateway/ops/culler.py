@@ -79,6 +79,7 @@ class IdleCuller:
         store, servers = self.store, self.servers
         stopping = []
         blocked_users: set[str] = set()  # users with a server still running after this pass
+        refreshed: set[int] = set()
         for server in await store.running_servers():
             status = servers.status(server.user_name, server.name)
             if status is None:
@@ -95,8 +96,11 @@ class IdleCuller:
             if user is None:
                 continue
             log.info("Culling server %s (%s)", describe(server.user_name, server.name), why)
-            if self.authenticator is not None:
-                await self.authenticator.refresh_for_stop(user)  # refresh_pre_stop, as for every stop
+            if self.authenticator is not None and user.id not in refreshed:
+                refreshed.add(user.id)  # refresh_pre_stop, as for every stop: once per user and pass
+                await self.authenticator.refresh_for_stop(user)
+                if servers.status(server.user_name, server.name) != "ready":
+                    continue  # it changed while the refresh ran
             entry = await servers.stop(user, server.name)
             stopping.append((server, entry))
         for server, entry in stopping:

@@ -37,6 +37,11 @@ def _next_of(request: web.Request, form=None) -> str | None:
     return safe_next_url(raw, request)
 
 
+def plugin_login_url(request: web.Request) -> str | None:
+    """Where a plugin logs people in instead of the form: OAuth's /hub/oauth_login, or its own login page."""
+    return redirect_login.login_path(request.config_dict) or plugin_pages.login_page(request.config_dict)
+
+
 def _otp_prompt(request: web.Request) -> str:
     """A form-login plugin's ``otp_prompt`` when it sets ``request_otp`` (JupyterHub 5+), else ''."""
     plugin = getattr(request.config_dict[keys.AUTHENTICATOR], "plugin", None)
@@ -46,11 +51,11 @@ def _otp_prompt(request: web.Request) -> str:
 def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
           next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
     xsrf, fresh_nonce = sessions.login_form_xsrf(request)
-    plugin = redirect_login.redirect_plugin(request.config_dict)
+    plugin = getattr(request.config_dict[keys.AUTHENTICATOR], "plugin", None)
     response = render(request, "login.html", status=status, message=message, login_xsrf=xsrf,
                       username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
                       authenticator=request.config_dict[keys.SETTINGS].authenticator_class,
-                      redirect_login_url=redirect_login.login_path(request.config_dict) or "",
+                      redirect_login_url=plugin_login_url(request) or "",
                       login_service=getattr(plugin, "login_service", "") or "your identity provider",
                       otp_prompt=_otp_prompt(request))
     if fresh_nonce:
@@ -66,8 +71,9 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     next_url = _next_of(request)
     if not identity.anonymous:
         raise found(next_url or landing_url(request, identity.user))  # type: ignore[arg-type]
-    plugin_login = redirect_login.login_path(request.config_dict)
-    if plugin_login and getattr(redirect_login.redirect_plugin(request.config_dict), "auto_login", False):
+    plugin_login = plugin_login_url(request)
+    plugin = getattr(request.config_dict[keys.AUTHENTICATOR], "plugin", None)
+    if plugin_login and getattr(plugin, "auto_login", False):
         # auto_login: straight to the provider, as JupyterHub's LoginHandler does
         raise found(plugin_login + (f"?next={quote(next_url, safe='')}" if next_url else ""))
     return _form(request, next_url=next_url)

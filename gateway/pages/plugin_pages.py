@@ -21,7 +21,7 @@ import logging
 import re
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway import keys
 from gateway.pages import sessions
@@ -37,6 +37,7 @@ def plugin_paths(app: web.Application) -> list[tuple[str, type]]:
     settings = app[keys.SETTINGS]
     if settings.authenticator_class != "plugin":
         return []
+    from jupyterhub.handlers.login import LoginHandler, LogoutHandler
     from tornado import web as tornado_web
 
     from gateway.authenticators.plugin import load_plugin_class
@@ -44,14 +45,25 @@ def plugin_paths(app: web.Application) -> list[tuple[str, type]]:
     cls = load_plugin_class(settings.authenticator_plugin)
     oauth = {getattr(cls, "login_handler", None), getattr(cls, "callback_handler", None)}
     probe = cls.__new__(cls)  # traitlets: trait defaults only, no config, no validation
+    try:
+        handlers = list(probe.get_handlers(app))
+    except Exception as e:  # it may want a configured instance or JupyterHub's tornado app
+        log.warning("%s.get_handlers failed without a running JupyterHub (%s: %s): its own pages are not mounted",
+                    cls.__name__, type(e).__name__, e)
+        return []
     paths = []
-    for pattern, handler_class, *_ in probe.get_handlers(app):
+    for entry in handlers:
+        if not isinstance(entry, (tuple, list)) or len(entry) < 2:
+            continue
+        pattern, handler_class = entry[0], entry[1]
         if not (isinstance(handler_class, type) and issubclass(handler_class, tornado_web.RequestHandler)):
             continue
-        if handler_class in oauth or handler_class.__module__.split(".")[0] == "jupyterhub":
-            continue  # OAuth's are redirect_login's; JupyterHub's own (its LoginHandler) are gateway's pages
-        path = pattern[:-1] if pattern.endswith("$") else pattern
-        if not LITERAL_PATH.fullmatch(path):
+        # OAuth's are redirect_login's; login and logout pages built on JupyterHub's (its templates, its
+        # cookie handling: oauthenticator's logout, nativeauthenticator's login) are gateway's own pages' job
+        if handler_class in oauth or issubclass(handler_class, (LoginHandler, LogoutHandler)):
+            continue
+        path = pattern[:-1] if isinstance(pattern, str) and pattern.endswith("$") else pattern
+        if not isinstance(path, str) or not LITERAL_PATH.fullmatch(path):
             log.warning("%s's handler %s at %r is not mounted: only literal paths are", cls.__name__,
                         handler_class.__name__, pattern)
             continue
@@ -60,8 +72,8 @@ def plugin_paths(app: web.Application) -> list[tuple[str, type]]:
 
 
 def claims_login(app: web.Application) -> bool:
-    """The plugin's own page is ``/login``: gateway's login form steps aside."""
-    return any(path.rstrip("/") == "/login" for path, _ in plugin_paths(app))
+    """The plugin's own page is exactly ``/login``: gateway's login form steps aside."""
+    return any(path == "/login" for path, _ in plugin_paths(app))
 
 
 def plugin_page(handler_class: type):
@@ -90,7 +102,8 @@ def answer_of(handler: Any) -> web.Response:
         response = web.Response(status=handler.status or 302,
                                 headers={"Location": handler.redirect_url, "Cache-Control": "no-store"})
     else:
-        content_type = next((v for k, v in handler.out_headers if k.lower() == "content-type"), "text/html")
+        types = [v for k, v in handler.out_headers if k.lower() == "content-type"]
+        content_type = types[-1] if types else "text/html; charset=UTF-8"  # tornado: the last one set
         response = web.Response(status=handler.status or 200, body=b"".join(handler.__dict__.get("_written", [])),
                                 headers={"Content-Type": content_type})
         handler.out_headers = [(k, v) for k, v in handler.out_headers if k.lower() != "content-type"]
@@ -99,7 +112,29 @@ def answer_of(handler: Any) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    """Mount the plugin's extra pages (before ``login.setup``, which leaves ``/login`` to the plugin's)."""
+    """Mount the plugin's extra pages, after gateway's own: a path gateway serves is not taken over (a
+    warning says so), except ``/login``, which ``login.setup`` left free for the plugin's page. GET only,
+    not HEAD (tornado answers HEAD 405 unless the handler has ``head``)."""
     hub = app[keys.HUB_APP]
+    taken = {resource.canonical for resource in hub.router.resources()}
+    mounted = set()
     for path, handler_class in plugin_paths(app):
-        hub.router.add_get(path, plugin_page(handler_class))
+        if path in taken:
+            log.warning("%s at %s is not mounted: gateway serves that page itself", handler_class.__name__, path)
+            continue
+        hub.router.add_get(path, plugin_page(handler_class), allow_head=False)
+        mounted.add(path)
+    app[keys.PLUGIN_PAGES] = frozenset(mounted)
+
+
+def login_page(app: ChainMapProxy) -> str | None:
+    """The plugin's ``login_url`` when it is one of its own pages other than ``/login`` (tmpauthenticator's
+    ``/tmplogin``, say): where the login page's button and ``auto_login`` send browsers, as in JupyterHub."""
+    mounted = app.get(keys.PLUGIN_PAGES) or frozenset()
+    plugin = getattr(app.get(keys.AUTHENTICATOR), "plugin", None)
+    if not mounted or plugin is None:
+        return None
+    hub_prefix = app[keys.SETTINGS].hub_prefix
+    url = plugin.login_url(hub_prefix)
+    path = "/" + url[len(hub_prefix):] if isinstance(url, str) and url.startswith(hub_prefix) else None
+    return url if path in mounted and path != "/login" else None

@@ -17,6 +17,7 @@ not JupyterHub's day: a login that takes longer starts again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -71,6 +72,8 @@ class RedirectPluginHandler(PluginHandler):
         user = await adapter.apply_auth_model(model) if model is not None else None
         if user is None:
             self.log.warning("Failed login through %s from %s", type(self).__name__, request.remote)
+        else:
+            self.current_user = user
         self.__dict__["_gateway_user"] = user
         return user
 
@@ -91,19 +94,38 @@ class RedirectPluginHandler(PluginHandler):
         if isinstance(chunk, dict):
             chunk = json.dumps(chunk)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if not isinstance(chunk, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"write() only accepts bytes, str and dict objects, not {type(chunk).__name__}")
         self.__dict__.setdefault("_written", []).append(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
 
-    def finish(self, chunk: Any = None) -> None:
+    def finish(self, chunk: Any = None) -> asyncio.Future:
+        """As tornado's: the answer is complete (sent by the page after ``get`` returns); an awaitable."""
         if chunk is not None:
             self.write(chunk)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 _classes: dict[type, type] = {}
 
 
+def _own(cls: type, name: str) -> Any:
+    """``cls``'s own ``name`` when the plugin defines it (not JupyterHub's or tornado's), else None."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name] if klass.__module__.split(".")[0] not in ("jupyterhub", "tornado") else None
+    return None
+
+
 def plugin_handler(cls: type, adapter: Any, request: web.Request) -> Any:
-    """An instance of the plugin's handler class ``cls`` running on ``request``."""
+    """An instance of the plugin's handler class ``cls`` running on ``request``, whose ``current_user`` is
+    the request's logged-in user (or None). A ``get_next_url`` of the plugin's own stays the plugin's."""
     shimmed = _classes.get(cls)
     if shimmed is None:
-        shimmed = _classes[cls] = type(f"Gateway{cls.__name__}", (RedirectPluginHandler, cls), {})
-    return adapter.handler_for(request, handler_class=shimmed)
+        own = {name: value for name in ("get_next_url",) if (value := _own(cls, name)) is not None}
+        shimmed = _classes[cls] = type(f"Gateway{cls.__name__}", (RedirectPluginHandler, cls), own)
+    handler = adapter.handler_for(request, handler_class=shimmed)
+    identity = request.get(keys.IDENTITY)
+    handler.current_user = identity.user if identity is not None and identity.via == "cookie" else None
+    return handler

@@ -177,6 +177,14 @@ async def test_login_through_the_provider_lands_on_the_hub_as_that_user(deployme
     assert status == 200
     assert model["admin"] is False
     assert model["groups"] == ["students"]
+    # logout is gateway's own (oauthenticator's get_handlers also lists its /logout handler): the session ends
+    saved = await session_cookie(context)
+    await page.goto(hub.url + "/hub/logout")
+    await page.wait_for_url(hub.url + "/hub/login")
+    assert await session_cookie(context) is None
+    async with aiohttp.ClientSession() as s:
+        async with s.get(hub.url + "/hub/api/user", headers={"Cookie": f"{SESSION_COOKIE}={saved}"}) as r:
+            assert r.status == 403
     await context.close()
 
 
