@@ -223,7 +223,7 @@ def test_fuzz_operation(gateway, operation_id):
         if operation_id in NEGATIVE_ONLY:
             strategy = strategy.filter(sends_a_body)
         @given(case=strategy)
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate], derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def fuzz(case):
             started = time.monotonic()

@@ -162,10 +162,11 @@ async def test_progress_stream_events_in_order(shub):
         r = await shub.api("GET", path, token=token)
         assert r.status == 404 and r.body == {"status": 404, "message": None}, (path, r.status, r.text)
     start = asyncio.create_task(shub.api("POST", "/users/dave/server", token=token))
-    for _ in range(100):
+    for _ in range(3000):  # bounded: 30 s
         if shub.app[keys.SERVERS].entry("dave", "") is not None:
             break
         await asyncio.sleep(0.01)
+    assert shub.app[keys.SERVERS].entry("dave", "") is not None
     events = await events_of(shub, "/users/dave/server/progress", token)
     assert (await start).status in (201, 202)
     assert events[0] == {"progress": 0, "message": "Server requested"}
@@ -233,11 +234,12 @@ async def test_stop_cancels_a_pending_spawn(start_hub):
                           spawner_http_timeout=30.0, spawner_start_timeout=30.0)
     token = await hub.new_token("gus")
     start = asyncio.create_task(hub.api("POST", "/users/gus/server", token=token))
-    for _ in range(200):
+    for _ in range(1500):  # bounded: 30 s
         entry = hub.app[keys.SERVERS].entry("gus", "")
         if entry is not None and entry.spawner is not None and entry.spawner.pid:
             break
         await asyncio.sleep(0.02)
+    assert entry is not None and entry.spawner is not None and entry.spawner.pid
     pid = entry.spawner.pid
     r = await hub.api("DELETE", "/users/gus/server", token=token)
     assert r.status == 204

@@ -123,6 +123,8 @@ async def test_login_csrf_from_another_site_refused(page_hub, chromium):
                                         and r.request.method == "POST") as posted:
             await page.goto(evil_url)
         assert (await posted.value).status == 403
+        # the refusal page commits after its response arrives: let it, closing mid-navigation can hang Chromium
+        await page.wait_for_url(hub.url + "/hub/login")
         assert await session_cookie(context) is None
         await context.close()
     finally:
@@ -172,6 +174,7 @@ async def test_admin_adds_user_and_stops_a_server(page_hub, chromium):
     await page.get_by_label("Password (optional").fill("newbies-password")
     await page.get_by_role("button", name="Add users").click()
     await page.locator("#admin-notice").wait_for()
+    await page.locator('tr[data-user="newbie"]').wait_for()
     assert await page.locator('tr[data-user="newbie"]').count() == 1
     assert await hub.store.get_user("newbie") is not None
     await page.get_by_role("button", name="Stop server default of bob").click()

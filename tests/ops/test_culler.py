@@ -161,7 +161,8 @@ async def test_external_jupyterhub_idle_culler_still_works(start_hub):
     assert (await hub.api("POST", "/users/busy/server", token=busy)).status == 201
     env = dict(os.environ, JUPYTERHUB_API_TOKEN=admin)
     culler = subprocess.Popen([sys.executable, "-m", "jupyterhub_idle_culler", f"--url={hub.api_url}",
-                               "--timeout=2", "--cull-every=1"], env=env, stdout=subprocess.DEVNULL,
+                               # 6 s: the activity it reads is flushed every second, under load later still
+                               "--timeout=6", "--cull-every=1"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
         servers = hub.app[keys.SERVERS]

@@ -24,7 +24,7 @@ SINGLEUSER = Path(sys.executable).parent / "jupyterhub-singleuser"
 
 async def test_idle_culler_as_managed_service(start_hub):
     culler = {"name": "idle-culler",
-              "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3", "--cull-every=1"]}
+              "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=6", "--cull-every=1"]}
     role = {"name": "idle-culler", "services": ["idle-culler"],
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}
     hub = await start_hub(services=(culler,), load_roles=(role,), allow_named_servers=True)
@@ -47,7 +47,7 @@ async def test_idle_culler_as_managed_service(start_hub):
 
     await eventually(idle_culled_busy_spared, timeout=60, interval=0.5)
     # the busy server outlives the timeout by several cull passes while it is used
-    while time.monotonic() - started < 8:
+    while time.monotonic() - started < 14:
         await keep_busy_active()
         await asyncio.sleep(0.5)
     assert servers.status("busy", "nb") == "ready"

@@ -252,7 +252,7 @@ async def test_missing_command(make_spawner, tmp_path):
 async def test_start_timeout(make_spawner, tmp_path):
     pidfile = tmp_path / "pid"
     # never listens; extra arguments (our flags) land in $1... and are ignored
-    spawner = make_spawner(cmd=("sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60', "sh"), start_timeout=0.5)
+    spawner = make_spawner(cmd=("sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60', "sh"), start_timeout=2)
     with pytest.raises(SpawnError) as failure:
         await spawner.start()
     assert "Spawner.start_timeout" in failure.value.message
@@ -262,8 +262,9 @@ async def test_start_timeout(make_spawner, tmp_path):
 
 async def test_http_timeout_when_listening_but_silent(make_spawner, tmp_path):
     pidfile = tmp_path / "pid"
+    # long enough for the fake server to start (and write its pid) on a loaded machine
     spawner = make_spawner(environment={"FAKE_SERVER_HANG": "1", "FAKE_SERVER_PIDFILE": str(pidfile)},
-                           http_timeout=2)
+                           http_timeout=6)
     with pytest.raises(SpawnError) as failure:
         await spawner.start()
     assert "Spawner.http_timeout" in failure.value.message
