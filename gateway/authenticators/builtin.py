@@ -210,6 +210,15 @@ async def set_user_password(store: Store, user: User, password: str, *, end_sess
         await store.delete_user_sessions(user.id)
 
 
+async def require_fresh_auth(authenticator: "Authenticator", request: web.Request, identity: Identity, user: User,
+                             *, before: str) -> None:
+    """``refresh_pre_spawn`` (``before="start"``) or ``refresh_pre_stop`` (``"stop"``), as the REST API and
+    the admin page apply them: ApiError 403 when the user's own browser session must log in again."""
+    refresh = authenticator.refresh_before_spawn if before == "start" else authenticator.refresh_before_stop
+    if not await refresh(request, identity, user):
+        raise ApiError(403, f"auth has expired for {user.name}, login again")
+
+
 def in_unix_groups(name: str, groups: frozenset[str]) -> bool:
     """Whether account ``name`` is in one of ``groups`` (primary or supplementary), compared by gid as
     JupyterHub's LocalAuthenticator does; False without such an account. Blocking (NSS: files, sssd,

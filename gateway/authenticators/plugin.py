@@ -27,6 +27,7 @@ The only module that imports ``jupyterhub``, and only when ``authenticator_class
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -66,6 +67,7 @@ UNHONOURED = (
 # ---------------------------------------------------------------- loading
 
 
+@functools.cache  # read by the route setups and at start: the entry points are scanned once
 def load_plugin_class(spec: Any) -> type:
     """The Authenticator class ``spec`` names (class, entry-point name, dotted path); ConfigError if none."""
     from jupyterhub.auth import Authenticator as HubAuthenticator
@@ -91,6 +93,26 @@ def load_plugin_class(spec: Any) -> type:
     if not (isinstance(cls, type) and issubclass(cls, HubAuthenticator)):
         raise ConfigError([f"JupyterHub.authenticator_class: {spec!r} is not a jupyterhub Authenticator class"])
     return cls
+
+
+@functools.cache
+def plugin_handlers(spec: Any) -> tuple[tuple[str, type], ...]:
+    """The plugin class's ``get_handlers``: (pattern, tornado handler class) pairs, read once at setup from a
+    bare instance (routes are fixed before the plugin is built at start; traitlets gives it its trait
+    defaults). JupyterHub's tornado app is not there (``app`` is None): a plugin that needs it, or fails
+    otherwise, mounts no pages of its own, with a warning."""
+    from tornado import web as tornado_web
+
+    cls = load_plugin_class(spec)
+    try:
+        entries = list(cls.__new__(cls).get_handlers(None))
+    except Exception as e:
+        log.warning("%s.get_handlers failed without a running JupyterHub (%s: %s): its own pages are not mounted",
+                    cls.__name__, type(e).__name__, e)
+        return ()
+    return tuple((entry[0], entry[1]) for entry in entries
+                 if isinstance(entry, (tuple, list)) and len(entry) >= 2 and isinstance(entry[1], type)
+                 and issubclass(entry[1], tornado_web.RequestHandler))
 
 
 def build_plugin(settings: Settings) -> Any:
@@ -213,6 +235,10 @@ class PluginAuthenticator:
     @property
     def refresh_pre_spawn(self) -> bool:
         return bool(getattr(self.plugin, "refresh_pre_spawn", False))
+
+    @property
+    def refresh_pre_stop(self) -> bool:
+        return bool(getattr(self.plugin, "refresh_pre_stop", False))
 
     @property
     def login_service(self) -> str:
@@ -456,7 +482,7 @@ class PluginAuthenticator:
         browser session asked for the stop and the refresh failed, so the stop must wait for a new login.
         Token requests and anyone else's stop go ahead on the stale auth, as in JupyterHub (its
         ``refresh_auth`` fails only cookie requests without ``auth_refresh_strict``)."""
-        if not getattr(self.plugin, "refresh_pre_stop", False):
+        if not self.refresh_pre_stop:
             return True
         return await self._refreshed_first(request, identity, user, doing="stopping")
 
@@ -464,7 +490,7 @@ class PluginAuthenticator:
         """``refresh_pre_stop`` for stops no request asked for (logout, deletion, the idle culler): a forced
         refresh, bounded so a slow provider holds up no stop for long; when it fails or times out the stop
         goes ahead on the stored auth_state, with a warning."""
-        if not getattr(self.plugin, "refresh_pre_stop", False):
+        if not self.refresh_pre_stop:
             return
         try:
             refreshed = await asyncio.wait_for(self.refresh(user, None, force=True), REFRESH_BEFORE_STOP_TIMEOUT)

@@ -44,7 +44,7 @@ async def remove_user(store: Store, servers: ServerManager, authenticator: Authe
     """Raises ApiError when a server is still stopping after the wait (400, as JupyterHub: the user stays,
     so no process is left without its record), or when the authenticator refuses (503)."""
     await stop_all_servers(servers, authenticator, user)
-    if await _any_active(servers, user):
+    if servers.has_active(user.name):
         raise ApiError(400, f"{user.name}'s server is in the process of stopping, please wait.")
     if authenticator is not None:
         await authenticator.user_deleted(user)
@@ -55,10 +55,7 @@ async def remove_user(store: Store, servers: ServerManager, authenticator: Authe
 async def stop_all_servers(servers: ServerManager, authenticator: Authenticator | None, user: User) -> None:
     """Every server of ``user`` stopped (bounded wait), after the authenticator's ``refresh_pre_stop``
     refresh when there is something to stop: for logout and deletion, which no stop request asked for."""
-    if authenticator is not None and await _any_active(servers, user):
+    if authenticator is not None and servers.has_active(user.name):
         await authenticator.refresh_for_stop(user)
     await servers.stop_all(user)
 
-
-async def _any_active(servers: ServerManager, user: User) -> bool:
-    return any(servers.status(user.name, server.name) is not None for server in await servers.list_servers(user))

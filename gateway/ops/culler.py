@@ -32,7 +32,7 @@ from gateway.ops.activity import ActivityRecorder
 from gateway.ops.accounts import remove_user
 from gateway.servers import SLOW_STOP_TIMEOUT, ServerManager, describe
 from gateway.store import Store, StoreError
-from gateway.vocab.models import Server, User
+from gateway.vocab.models import Server
 
 log = logging.getLogger("gateway.culler")
 
@@ -138,7 +138,7 @@ class IdleCuller:
                 break
             offset += len(users)
             for user in users:
-                if user.admin or user.name in blocked or await self._has_live_server(user):
+                if user.admin or user.name in blocked or servers.has_active(user.name):
                     continue
                 pending = activity.pending_user_activity(user.id) if activity is not None else None
                 last = _latest(user.last_activity, pending) or user.created
@@ -159,10 +159,6 @@ class IdleCuller:
             if offset >= total:
                 break
         return deleted
-
-    async def _has_live_server(self, user: User) -> bool:
-        servers = self.servers
-        return any(servers.status(user.name, s.name) is not None for s in await servers.list_servers(user))
 
     # ------------------------------------------------------------ loop
 

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from gateway import keys
-from gateway.authenticators.builtin import set_user_password
+from gateway.authenticators.builtin import require_fresh_auth, set_user_password
 from gateway.errors import ApiError
 from gateway.ops.accounts import admit_users, remove_user
 from gateway.pages.home import STATUS_LABELS
@@ -196,11 +196,8 @@ async def _server(request: web.Request, form, scope: str):
 
 
 async def _refreshed(request: web.Request, user: User, *, before: str) -> None:
-    """The authenticator's refresh_pre_spawn / refresh_pre_stop, as the REST API applies them."""
-    authenticator = request.config_dict[keys.AUTHENTICATOR]
-    refresh = authenticator.refresh_before_spawn if before == "start" else authenticator.refresh_before_stop
-    if not await refresh(request, request[keys.IDENTITY], user):
-        raise ApiError(403, f"auth has expired for {user.name}, login again")
+    await require_fresh_auth(request.config_dict[keys.AUTHENTICATOR], request, request[keys.IDENTITY], user,
+                             before=before)
 
 
 async def _start(request: web.Request, form) -> tuple[str, int]:

@@ -270,12 +270,14 @@ def describe_scopes(raw: Iterable[str]) -> list[ScopeLine]:
     return lines
 
 
-def mount_pages(app: web.Application, routes: web.RouteTableDef) -> None:
-    """Register a page module's routes (paths relative to the hub prefix) in the pages' sub-app."""
+def mount_pages(app: web.Application, routes: web.RouteTableDef, *, skip: frozenset[str] = frozenset()) -> None:
+    """Register a page module's routes (paths relative to the hub prefix) in the pages' sub-app, but those
+    at a path in ``skip``."""
     hub = app[keys.HUB_APP]
     for route in routes:
         assert isinstance(route, web.RouteDef)
-        hub.router.add_route(route.method, route.path, route.handler, **route.kwargs)
+        if route.path not in skip:
+            hub.router.add_route(route.method, route.path, route.handler, **route.kwargs)
 
 
 async def add_slash(request: web.Request) -> web.StreamResponse:

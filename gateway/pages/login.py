@@ -51,12 +51,12 @@ def _otp_prompt(request: web.Request) -> str:
 def _form(request: web.Request, *, status: int = 200, message: str = "", username: str = "",
           next_url: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
     xsrf, fresh_nonce = sessions.login_form_xsrf(request)
-    plugin = getattr(request.config_dict[keys.AUTHENTICATOR], "plugin", None)
+    authenticator = request.config_dict[keys.AUTHENTICATOR]
     response = render(request, "login.html", status=status, message=message, login_xsrf=xsrf,
                       username=username if len(username) <= ECHO_LIMIT else "", next_url=next_url or "",
                       authenticator=request.config_dict[keys.SETTINGS].authenticator_class,
                       redirect_login_url=plugin_login_url(request) or "",
-                      login_service=getattr(plugin, "login_service", "") or "your identity provider",
+                      login_service=getattr(authenticator, "login_service", "") or "your identity provider",
                       otp_prompt=_otp_prompt(request))
     if fresh_nonce:
         sessions.set_login_nonce(request, response, fresh_nonce)
@@ -131,11 +131,4 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     """The login form and logout; the form steps aside when a plugin's own page is ``/login``."""
-    if not plugin_pages.claims_login(app):
-        mount_pages(app, routes)
-        return
-    kept = web.RouteTableDef()
-    for route in routes:
-        if isinstance(route, web.RouteDef) and route.path != "/login":
-            kept.route(route.method, route.path, **route.kwargs)(route.handler)
-    mount_pages(app, kept)
+    mount_pages(app, routes, skip=frozenset({"/login"}) if plugin_pages.claims_login(app) else frozenset())

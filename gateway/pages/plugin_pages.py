@@ -38,26 +38,13 @@ def plugin_paths(app: web.Application) -> list[tuple[str, type]]:
     if settings.authenticator_class != "plugin":
         return []
     from jupyterhub.handlers.login import LoginHandler, LogoutHandler
-    from tornado import web as tornado_web
 
-    from gateway.authenticators.plugin import load_plugin_class
+    from gateway.authenticators.plugin import load_plugin_class, plugin_handlers
 
     cls = load_plugin_class(settings.authenticator_plugin)
     oauth = {getattr(cls, "login_handler", None), getattr(cls, "callback_handler", None)}
-    probe = cls.__new__(cls)  # traitlets: trait defaults only, no config, no validation
-    try:
-        handlers = list(probe.get_handlers(app))
-    except Exception as e:  # it may want a configured instance or JupyterHub's tornado app
-        log.warning("%s.get_handlers failed without a running JupyterHub (%s: %s): its own pages are not mounted",
-                    cls.__name__, type(e).__name__, e)
-        return []
     paths = []
-    for entry in handlers:
-        if not isinstance(entry, (tuple, list)) or len(entry) < 2:
-            continue
-        pattern, handler_class = entry[0], entry[1]
-        if not (isinstance(handler_class, type) and issubclass(handler_class, tornado_web.RequestHandler)):
-            continue
+    for pattern, handler_class in plugin_handlers(settings.authenticator_plugin):
         # OAuth's are redirect_login's; login and logout pages built on JupyterHub's (its templates, its
         # cookie handling: oauthenticator's logout, nativeauthenticator's login) are gateway's own pages' job
         if handler_class in oauth or issubclass(handler_class, (LoginHandler, LogoutHandler)):

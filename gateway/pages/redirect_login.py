@@ -197,20 +197,19 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
 
 
 def _handler_paths(app: web.Application) -> list[tuple[str, Any]]:
-    """The plugin's ``get_handlers`` (JupyterHub mounts them under the hub prefix), read at setup:
-    routes are fixed before the plugin itself is built at start, so a bare instance answers."""
+    """OAuth's login and callback among the plugin's ``get_handlers`` (JupyterHub mounts them under the
+    hub prefix), read at setup (``plugin_handlers``)."""
     settings = app[keys.SETTINGS]
     if settings.authenticator_class != "plugin":
         return []
-    from gateway.authenticators.plugin import load_plugin_class
+    from gateway.authenticators.plugin import load_plugin_class, plugin_handlers
 
     cls = load_plugin_class(settings.authenticator_plugin)
     if not (_is_tornado_handler(getattr(cls, "login_handler", None))
             and _is_tornado_handler(getattr(cls, "callback_handler", None))):
         return []
-    probe = cls.__new__(cls)  # traitlets: trait defaults only, no config, no validation
     handlers = []
-    for pattern, handler_class in probe.get_handlers(app):
+    for pattern, handler_class in plugin_handlers(settings.authenticator_plugin):
         if handler_class is cls.login_handler:
             handlers.append((pattern, oauth_login))
         elif handler_class is cls.callback_handler:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.auth import Handler, current_identity, requires_scope
+from gateway.authenticators.builtin import require_fresh_auth
 from gateway.config import hub_api_url
 from gateway.errors import ApiError, json_response
 from gateway.routes.apiutil import json_body, mount_api
@@ -26,6 +27,7 @@ from gateway.servers import (
     ServerManager,
     describe,
     encode_event,
+    last_ready_event,
 )
 from gateway.store import Conflict
 from gateway.vocab.models import User
@@ -93,9 +95,8 @@ async def start_server(request: web.Request) -> web.Response:
     user = await target_user(request)
     options, display_name = server_request_body(await json_body(request))
     authenticator = request.config_dict.get(keys.AUTHENTICATOR)
-    if authenticator is not None and not await authenticator.refresh_before_spawn(request, current_identity(request),
-                                                                                   user):
-        raise ApiError(403, f"auth has expired for {user.name}, login again")
+    if authenticator is not None:
+        await require_fresh_auth(authenticator, request, current_identity(request), user, before="start")
     entry, began = await manager(request).start(user, server_name_of(request), user_options=options,
                                                 display_name=display_name)
     if not began:
@@ -174,17 +175,15 @@ async def stop_server(request: web.Request) -> web.Response:
     body = await json_body(request)
     remove = bool(body.get("remove")) if isinstance(body, dict) else False
     name = server_name_of(request)
-    if name and not request.config_dict[keys.SETTINGS].allow_named_servers:
-        raise ApiError(400, NAMED_SERVERS_DISABLED)
+    manager(request).check_named_allowed(name)
     if not name and remove:
         raise ApiError(400, "Cannot delete the default server")
     store = request.config_dict[keys.STORE]
     if name and await store.get_server(user.id, name) is None:
         raise ApiError(404, f"{user.name} has no server named '{name}'")
     authenticator = request.config_dict.get(keys.AUTHENTICATOR)
-    if authenticator is not None and manager(request).status(user.name, name) is not None and \
-            not await authenticator.refresh_before_stop(request, current_identity(request), user):
-        raise ApiError(403, f"auth has expired for {user.name}, login again")  # only when a stop will happen
+    if authenticator is not None and manager(request).status(user.name, name) is not None:  # a stop will happen
+        await require_fresh_auth(authenticator, request, current_identity(request), user, before="stop")
     entry = await manager(request).stop(user, name, remove=remove)
     if entry is None:
         return empty(204)
@@ -222,7 +221,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     if entry.pending == "spawn":
         events = mgr.progress(user.name, name)
     elif entry.ready:
-        events = _one(entry.events[-1] if entry.events and entry.events[-1].get("ready") else mgr.ready_event(entry))
+        events = _one(last_ready_event(request.config_dict[keys.SETTINGS].base_url, entry))
     else:
         events = _last_failure(entry)
     try:

@@ -65,6 +65,12 @@ def ready_event(base_url: str, entry: Entry) -> dict[str, Any]:
             "url": prefix}
 
 
+def last_ready_event(base_url: str, entry: Entry) -> dict[str, Any]:
+    """A ready server's ready event: the one its start emitted, else one made now (a restored server)."""
+    last = entry.events[-1] if entry.events else None
+    return last if last is not None and last.get("ready") else ready_event(base_url, entry)
+
+
 async def progress_events(entry: Entry, base_url: str) -> AsyncIterator[dict[str, Any]]:
     """Events of the entry's current start (all of them, from the first), ending with ready or failed."""
     index = 0
@@ -78,8 +84,7 @@ async def progress_events(entry: Entry, base_url: str) -> AsyncIterator[dict[str
                 return
         if entry.pending != "spawn":
             if entry.ready:
-                last = entry.events[-1] if entry.events else None
-                yield last if last is not None and last.get("ready") else ready_event(base_url, entry)
+                yield last_ready_event(base_url, entry)
             return
         await changed.wait()
 

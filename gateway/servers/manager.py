@@ -91,6 +91,10 @@ class ServerManager:
             return entry.pending
         return "ready" if entry.ready else None
 
+    def has_active(self, user_name: str) -> bool:
+        """Whether any server of the user is running or starting or stopping (from memory, no store)."""
+        return any(e.user_name == user_name and (e.ready or e.pending) for e in self._entries.values())
+
     def pending_count(self) -> int:
         return sum(1 for e in self._entries.values() if e.pending == "spawn")
 

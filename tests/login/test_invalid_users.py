@@ -8,6 +8,7 @@ import json
 import sqlite3
 import textwrap
 
+from gateway.spawners import procs
 from tests.helpers.processes import new_tokens, start_servers, users_config
 from tests.login.ldaptools import api
 
@@ -47,13 +48,9 @@ def server_pid(workdir, user: str) -> int:
 
 
 def alive(pid: int) -> bool:
-    """Running, not a zombie: the server's parent (the first gateway) has exited, so whoever inherited
-    it may not have reaped it yet."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    """Running, not a zombie (the first gateway, its parent, has exited; nobody may have reaped it yet)."""
+    stat = procs.read_stat(pid)
+    return stat is not None and not stat.exited
 
 
 async def test_invalid_users_are_kept_with_a_warning_or_deleted(gateway_process, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.auth import SESSION_COOKIE
 from tests.login.ldaptools import AUDITOR_TOKEN, CRYPT_KEY, READER_TOKEN, SERVICES, api, ldap_config, started, whoami
+from tests.helpers.services import eventually
 from tests.login.slapd import PEOPLE, ROOT_DN, group_dn, password_of
 
 async def test_ldap_form_login(slapd, gateway_process, browsers):
@@ -235,11 +236,7 @@ async def test_a_slow_directory_does_not_hold_up_the_gateway(slapd, gateway_proc
     entered, release = tmp_path / "entered", tmp_path / "release"
     proc = await started(gateway_process, ldap_config(slapd, slow_directory(entered, release)))
     login = asyncio.create_task(browsers(proc).login("alice", password_of("alice")))
-    for _ in range(300):
-        if entered.exists():
-            break
-        await asyncio.sleep(0.05)
-    assert entered.exists(), proc.log()[-2000:]
+    await eventually(entered.exists, timeout=15)
     async with aiohttp.ClientSession() as session:
         async with session.get(proc.url + "/hub/health") as r:
             assert r.status == 200

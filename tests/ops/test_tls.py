@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.helpers.hub import free_port
 from tests.helpers.processes import new_tokens, users_config
+from tests.helpers.services import eventually
 
 SINGLEUSER = Path(sys.executable).parent / "jupyterhub-singleuser"
 
@@ -64,6 +65,7 @@ async def test_https_with_singleuser_behind_it(gateway_process, tmp_path):
     hub_port = free_port()
     proc = gateway_process(tls_config(tokens, cert, key, hub_port,
                                       f"c.Spawner.cmd = [{str(SINGLEUSER)!r}]\nc.Spawner.start_timeout = 120\n"
+                                      "c.Spawner.disable_user_config = True\n"  # accepted with singleuser
                                       "c.JupyterHub.log_level = 'INFO'\n"))
     proc.start()
     url = f"https://127.0.0.1:{proc.port}"
@@ -142,18 +144,11 @@ async def test_a_certificate_renewed_in_place_is_served_after_sighup(gateway_pro
     # a half-renewed pair (the new certificate, the old key): refused, the old pair stays in use
     cert.write_bytes(new_cert.read_bytes())
     proc.signal(signal.SIGHUP)
-    for _ in range(100):
-        if "Keeping the TLS certificate in use" in proc.log():
-            break
-        await asyncio.sleep(0.05)
-    assert "Keeping the TLS certificate in use" in proc.log(), proc.log()[-2000:]
+    await eventually(lambda: "Keeping the TLS certificate in use" in proc.log(), timeout=10)
     assert await served_by(url, old_copy) and not await served_by(url, new_cert)
     # the whole new pair: served to new connections after the next SIGHUP
     key.write_bytes(new_key.read_bytes())
     proc.signal(signal.SIGHUP)
-    for _ in range(100):
-        if "Reloaded the TLS certificate" in proc.log():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: "Reloaded the TLS certificate" in proc.log(), timeout=10)
     assert await served_by(url, new_cert) and not await served_by(url, old_copy)
     assert "Traceback" not in proc.log()
